@@ -1,0 +1,162 @@
+"""The `icswatch` command.
+
+Exit status: 0 done, 1 failure while running, 2 bad usage or unreadable
+input — with one line on stderr naming the problem.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+from typing import NoReturn, TextIO
+
+from console.output import EventWriter, JsonLinesWriter, NullWriter, TableWriter
+from sensor.capture.filter import FilterError, compile_filter
+from sensor.capture.reader import CaptureError, CaptureFile
+from sensor.runtime import Sensor, Stats
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+class UsageError(Exception):
+    pass
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        raise UsageError(message)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="icswatch", description="Passive security monitor for ICS networks.")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    replay = commands.add_parser(
+        "replay", help="decode pcap/pcapng files and print events and alerts"
+    )
+    replay.add_argument("files", nargs="+", metavar="FILE", help="pcap or pcapng, gzip or not")
+    replay.add_argument(
+        "--format", choices=("table", "jsonl", "none"), default="table",
+        help="table (default), jsonl (one ECS document per line) or none (summary only)",
+    )
+    replay.add_argument("--filter", "-f", metavar="EXPR",
+                        help="BPF-style filter, e.g. 'tcp port 502 and host 10.0.0.5'")
+    replay.add_argument("--output", "-o", metavar="PATH", help="write records here, not stdout")
+    replay.add_argument("--no-summary", action="store_true", help="no summary on stderr")
+    replay.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    return parser
+
+
+class _ProgressBar:
+    """A one-line progress bar on stderr for long files (only on a terminal)."""
+
+    def __init__(self, out: TextIO) -> None:
+        self.out = out
+        self.started = time.perf_counter()
+        self.last = 0.0
+        self.shown = False
+
+    def __call__(self, capture: CaptureFile, packets: int) -> None:
+        now = time.perf_counter()
+        if now - self.last < 0.25:
+            return
+        self.last = now
+        share = capture.position / capture.size if capture.size else 0.0
+        filled = int(share * 30)
+        rate = packets / (now - self.started) if now > self.started else 0.0
+        self.out.write(
+            f"\r{capture.path}: [{'#' * filled}{'.' * (30 - filled)}] {share:4.0%} "
+            f"{packets} packets {rate:,.0f}/s"
+        )
+        self.out.flush()
+        self.shown = True
+
+    def done(self) -> None:
+        if self.shown:
+            self.out.write("\r\033[K")
+            self.out.flush()
+
+
+def _summary(stats: Stats, out: TextIO) -> None:
+    flows = stats.counters.get("flows", 0)
+    out.write(
+        f"icswatch: {stats.packets} packets, {stats.bytes} bytes, {flows} flows, "
+        f"{stats.events} events ({stats.malformed} malformed) in {stats.elapsed:.2f} s, "
+        f"{stats.packets_per_second:,.0f} packets/s\n"
+    )
+    for protocol in sorted(stats.operations):
+        operations = stats.operations[protocol]
+        total = sum(operations.values())
+        out.write(f"  {protocol}: {total} events\n")
+        for operation, count in sorted(operations.items(), key=lambda item: (-item[1], item[0])):
+            out.write(f"    {operation:<40} {count}\n")
+    shed = {k: v for k, v in sorted(stats.counters.items()) if k != "flows" and v}
+    if shed:
+        out.write("  counters: " + ", ".join(f"{k}={v}" for k, v in shed.items()) + "\n")
+
+
+def _replay(args: argparse.Namespace) -> int:
+    packet_filter = None
+    if args.filter:
+        try:
+            packet_filter = compile_filter(args.filter)
+        except FilterError as exc:
+            raise UsageError(f"--filter: {exc}") from None
+    for path in args.files:
+        CaptureFile(path).check()  # every input readable before any output
+    out: TextIO = sys.stdout
+    if args.output:
+        try:
+            out = open(args.output, "w", encoding="utf-8")  # noqa: SIM115
+        except OSError as exc:
+            raise UsageError(f"cannot write {args.output}: {exc.strerror}") from None
+    writer: EventWriter
+    if args.format == "jsonl":
+        writer = JsonLinesWriter(out)
+    elif args.format == "table":
+        writer = TableWriter(out)
+    else:
+        writer = NullWriter()
+    sensor = Sensor(writer.event, packet_filter=packet_filter)
+    progress = None
+    if not args.no_progress and sys.stderr.isatty():
+        progress = _ProgressBar(sys.stderr)
+    try:
+        stats = sensor.replay(args.files, progress)
+    finally:
+        if progress is not None:
+            progress.done()
+        writer.close()
+        if out is not sys.stdout:
+            out.close()
+    if not args.no_summary:
+        _summary(stats, sys.stderr)
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+        if args.command is None:
+            raise UsageError("a command is required: replay")
+        return _replay(args)
+    except UsageError as exc:
+        print(f"icswatch: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except CaptureError as exc:
+        sys.stdout.flush()
+        print(f"icswatch: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except BrokenPipeError:
+        return EXIT_OK
+    except KeyboardInterrupt:
+        print("icswatch: interrupted", file=sys.stderr)
+        return EXIT_FAILURE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Detectors: the rule engine, anomaly models, asset inventory and the `Alert` type."""

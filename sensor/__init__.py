@@ -1,0 +1,1 @@
+"""The sensor: capture, packet and flow decoding, industrial protocol decoders."""

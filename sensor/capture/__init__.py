@@ -1,0 +1,1 @@
+"""Reading frames from capture files and decoding link, IP and transport headers."""

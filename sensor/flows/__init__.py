@@ -1,0 +1,1 @@
+"""Flow table, per-direction TCP reassembly and idle eviction."""

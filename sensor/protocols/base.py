@@ -1,0 +1,43 @@
+"""What a protocol module declares, and the interface the flow table drives."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from sensor.event import IcsEvent
+    from sensor.flows.flow import Flow
+
+Emit = Callable[["IcsEvent"], None]
+
+
+class Session(Protocol):
+    """The decoder of one flow. The flow table calls ``feed`` with reassembled,
+    in-order TCP bytes (or one UDP datagram), ``gap`` when bytes were lost, and
+    ``close`` when the flow ends or is evicted."""
+
+    def feed(self, from_initiator: bool, data: bytes, ts: float, packet: int) -> None: ...
+
+    def gap(self, from_initiator: bool, size: int) -> None: ...
+
+    def close(self, ts: float) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class ProtocolSpec:
+    """A protocol's declaration, found by the registry in its module as ``PROTOCOL``.
+
+    ``probe(data, from_initiator)`` judges the first payload of a flow on a
+    port no protocol claims; it must be cheap and strict (header invariants,
+    not guesses). ``session(flow, emit)`` builds the decoder of one flow.
+    """
+
+    name: str
+    transport: str  # "tcp", "udp" or "tcp+udp"
+    ports: tuple[int, ...]
+    probe: Callable[[bytes, bool], bool]
+    session: Callable[[Flow, Emit], Session]
+    operations: tuple[str, ...] = ()
+    fields: tuple[str, ...] = ()
