@@ -13,9 +13,23 @@ from typing import Any
 from sensor.event import IcsEvent
 
 
+_last_second = -1
+_last_prefix = ""
+
+
 def iso_timestamp(ts: float) -> str:
-    """ISO 8601 in UTC with microseconds, as Elasticsearch's ``date`` reads it."""
-    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """ISO 8601 in UTC with microseconds, as Elasticsearch's ``date`` reads it.
+
+    Consecutive events mostly share their second: its formatted prefix is
+    kept, so most calls only format the microseconds.
+    """
+    global _last_second, _last_prefix
+    micros = round(ts * 1_000_000)
+    second, fraction = divmod(micros, 1_000_000)
+    if second != _last_second:
+        _last_prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S.")
+        _last_second = second
+    return f"{_last_prefix}{fraction:06d}Z"
 
 
 def endpoint(ip: str, port: int, mac: str | None) -> dict[str, Any]:
