@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from sensor.event import IcsEvent
@@ -40,4 +40,11 @@ class ProtocolSpec:
     probe: Callable[[bytes, bool], bool]
     session: Callable[[Flow, Emit], Session]
     operations: tuple[str, ...] = ()
-    fields: tuple[str, ...] = ()
+    # (name, kind) of each protocol field, for rule validation; kinds are
+    # listed in detectors/rules/fields.py.
+    fields: tuple[tuple[str, str], ...] = ()
+    # Fields computed from an event rather than read off the wire, e.g.
+    # the address range a Modbus request touches: name -> (kind, function).
+    derived: Mapping[str, tuple[str, Callable[[IcsEvent], Any]]] = field(
+        default_factory=dict
+    )

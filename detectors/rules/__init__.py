@@ -1,0 +1,1 @@
+"""Rule packs: YAML loaded with line numbers, validated, compiled into indexed matchers."""

@@ -1,0 +1,404 @@
+"""Loading rule packs: every error found (file, line, rule, reason), not just the first.
+
+A pack is one YAML file::
+
+    pack: modbus
+    groups:                      # named host lists, referenced by rules
+      engineering_workstations: []
+    rules:
+      - id: ICSW-MODBUS-001
+        title: {en: ..., zh-CN: ...}
+        severity: high           # low | medium | high | critical
+        attack: [T0855, T0836]   # MITRE ATT&CK for ICS technique ids
+        description: ...
+        references: [...]
+        match: {protocol: modbus, access: write, source.ip: {not_group: ...}}
+        threshold: {count: 20, window: 10s, by: [source.ip], distinct: unit}
+        sequence: {window: 5m, by: [source.ip], steps: [{...}, {...}]}
+        suppress: {window: 60s, by: [source.ip, destination.ip], max_alerts: 1}
+        explain: "{source.ip} wrote {modbus.regval_uint16} to {destination.ip}"
+        tests: [{capture: pcaps/modbus/x.pcapng, alerts: 1, groups: {...}}]
+
+A rule with an error is left out and reported; the others load.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Final
+
+from detectors.alert import SEVERITIES
+from detectors.attack import TECHNIQUES
+from detectors.rules.conditions import Compiler, ConditionError, HostGroups, Matcher, Network
+from detectors.rules.fields import Getter, protocol_names
+from detectors.rules.model import Rule, RuleTest, Sequence, Suppression, Threshold
+from detectors.rules.yamlsource import LineDict, YamlError, load_yaml
+
+PROJECT_ROOT: Final = Path(__file__).resolve().parents[2]
+DEFAULT_RULES_DIR: Final = PROJECT_ROOT / "rules"
+
+RULE_KEYS: Final = frozenset({
+    "id", "title", "severity", "attack", "description", "references", "match", "threshold",
+    "sequence", "suppress", "explain", "tests", "enabled",
+})
+PACK_KEYS: Final = frozenset({"pack", "description", "groups", "rules"})
+EXPLAIN_EXTRAS: Final = frozenset({"count", "distinct_count", "distinct_values", "window"})
+DEFAULT_SUPPRESS_WINDOW: Final = 60.0
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS: Final = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+
+
+@dataclass(frozen=True, slots=True)
+class RuleError:
+    path: Path
+    line: int
+    rule_id: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.path}:{self.line}" if self.line else str(self.path)
+        rule = f" rule {self.rule_id}:" if self.rule_id else ""
+        return f"{where}:{rule} {self.message}"
+
+
+@dataclass(slots=True)
+class RuleSet:
+    rules: list[Rule] = field(default_factory=list)
+    errors: list[RuleError] = field(default_factory=list)
+    groups: dict[str, list[Network]] = field(default_factory=dict)
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def active(self) -> list[Rule]:
+        return [rule for rule in self.rules if rule.active]
+
+
+def pack_files(paths: Iterable[Path]) -> list[Path]:
+    """Expand directories into their ``*.yml``/``*.yaml`` files, sorted."""
+    files: list[Path] = []
+    for path in paths:
+        if path.is_dir():
+            files.extend(sorted(p for p in path.iterdir()
+                                if p.suffix in (".yml", ".yaml") and p.is_file()))
+        else:
+            files.append(path)
+    return files
+
+
+def parse_duration(value: Any, line: int, what: str) -> float:
+    if isinstance(value, int | float) and not isinstance(value, bool) and value > 0:
+        return float(value)
+    if isinstance(value, str):
+        match = _DURATION.match(value)
+        if match is not None and float(match.group(1)) > 0:
+            return float(match.group(1)) * _UNITS[match.group(2)]
+    raise ConditionError(line, f"{what}: {value!r} is not a duration (e.g. 10s, 5m, 1h)")
+
+
+def load_groups_file(path: Path) -> dict[str, list[Network]]:
+    """A site's host groups: a YAML mapping of name to addresses/networks."""
+    data = load_yaml(path)
+    if not isinstance(data, dict):
+        raise YamlError(path, 1, "a groups file is a mapping of group name to address list")
+    groups: dict[str, list[Network]] = {}
+    for name, members in data.items():
+        line = data.line_of(name) if isinstance(data, LineDict) else 0
+        try:
+            groups[str(name)] = HostGroups.parse_members(members or [], line)
+        except ConditionError as exc:
+            raise YamlError(path, exc.line, f"group {name}: {exc.message}") from None
+    return groups
+
+
+def load_rules(
+    paths: Iterable[Path] | None = None,
+    site_groups: dict[str, list[Network]] | None = None,
+) -> RuleSet:
+    """Load every pack under ``paths`` (default: the shipped ``rules/``)."""
+    files = pack_files(list(paths) if paths is not None else [DEFAULT_RULES_DIR])
+    result = RuleSet(files=files)
+    documents: list[tuple[Path, Any]] = []
+    for path in files:
+        try:
+            documents.append((path, load_yaml(path)))
+        except YamlError as exc:
+            result.errors.append(RuleError(path, exc.line, None, exc.message))
+    # Groups first: a rule in one pack may use a group defined in another.
+    for path, doc in documents:
+        if not isinstance(doc, LineDict):
+            result.errors.append(RuleError(path, 1, None,
+                                           "a rule pack is a mapping with 'rules:'"))
+            continue
+        for key in doc:
+            if key not in PACK_KEYS:
+                result.errors.append(RuleError(path, doc.line_of(key), None,
+                                               f"unknown pack key {key!r}"))
+        groups = doc.get("groups") or {}
+        if not isinstance(groups, LineDict):
+            result.errors.append(RuleError(path, doc.line_of("groups"), None,
+                                           "groups is a mapping of name to address list"))
+            continue
+        for name, members in groups.items():
+            try:
+                parsed = HostGroups.parse_members(members or [], groups.line_of(name))
+            except ConditionError as exc:
+                result.errors.append(RuleError(path, exc.line, None,
+                                               f"group {name}: {exc.message}"))
+                continue
+            result.groups.setdefault(str(name), []).extend(parsed)
+    if site_groups:
+        result.groups.update(site_groups)
+    compiler = Compiler(HostGroups(result.groups))
+    seen: dict[str, tuple[Path, int]] = {}
+    for path, doc in documents:
+        if not isinstance(doc, LineDict):
+            continue
+        rules = doc.get("rules")
+        if not isinstance(rules, list):
+            result.errors.append(RuleError(path, doc.line_of("rules"), None,
+                                           "'rules:' must be a list of rules"))
+            continue
+        for raw in rules:
+            line = getattr(raw, "line", 0)
+            rule_id = raw.get("id") if isinstance(raw, dict) else None
+            rule_id = rule_id if isinstance(rule_id, str) else None
+            try:
+                rule = _build_rule(path, raw, compiler)
+            except ConditionError as exc:
+                result.errors.append(RuleError(path, exc.line or line, rule_id, exc.message))
+                continue
+            if rule.id in seen:
+                other_path, other_line = seen[rule.id]
+                result.errors.append(RuleError(
+                    path, rule.line, rule.id,
+                    f"duplicate rule id (first defined at {other_path}:{other_line})"))
+                continue
+            seen[rule.id] = (path, rule.line)
+            result.rules.append(rule)
+    return result
+
+
+def _text(raw: LineDict, key: str, required: bool = True) -> str:
+    value = raw.get(key)
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str) or not value.strip():
+        raise ConditionError(raw.line_of(key), f"'{key}' must be a non-empty string")
+    return value.strip()
+
+
+def _fields(compiler: Compiler, names: Any, line: int, what: str) -> tuple[
+        tuple[Getter, ...], tuple[str, ...]]:
+    if isinstance(names, str):
+        names = [names]
+    if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+        raise ConditionError(line, f"{what}.by takes a list of field names")
+    return (tuple(compiler.field(n, line).get for n in names), tuple(names))
+
+
+def _index_values(match: Any, key: str, line: int) -> tuple[str, ...] | None:
+    """The values a match pins ``key`` to (for indexing), or None if any."""
+    if not isinstance(match, dict) or key not in match:
+        return None
+    value = match[key]
+    if isinstance(value, str):
+        values: tuple[str, ...] = (value,)
+    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+        values = tuple(value)
+    elif isinstance(value, dict) and set(value) <= {"eq", "in"}:
+        inner = value.get("eq", value.get("in"))
+        values = (inner,) if isinstance(inner, str) else tuple(inner or ())
+    else:
+        return None
+    if key == "protocol":
+        known = protocol_names()
+        for protocol in values:
+            if protocol not in known:
+                raise ConditionError(line, f"unknown protocol {protocol!r} "
+                                           f"(known: {', '.join(sorted(known))})")
+    return values
+
+
+def _build_rule(path: Path, raw: Any, compiler: Compiler) -> Rule:
+    if not isinstance(raw, LineDict):
+        raise ConditionError(getattr(raw, "line", 0), "a rule is a mapping")
+    for key in raw:
+        if key not in RULE_KEYS:
+            raise ConditionError(raw.line_of(key), f"unknown rule key {key!r}")
+    rule_id = _text(raw, "id")
+    title = raw.get("title")
+    if isinstance(title, str):
+        raise ConditionError(raw.line_of("title"), "title needs both 'en' and 'zh-CN'")
+    if not isinstance(title, dict) or not all(
+            isinstance(title.get(k), str) and title[k].strip() for k in ("en", "zh-CN")):
+        raise ConditionError(raw.line_of("title"), "title needs both 'en' and 'zh-CN'")
+    severity = raw.get("severity")
+    if severity not in SEVERITIES:
+        raise ConditionError(raw.line_of("severity"),
+                             f"severity must be one of {', '.join(SEVERITIES)}")
+    attack = raw.get("attack")
+    if not isinstance(attack, list) or not attack:
+        raise ConditionError(raw.line_of("attack"), "attack lists ATT&CK for ICS technique ids")
+    for technique in attack:
+        if technique not in TECHNIQUES:
+            raise ConditionError(raw.line_of("attack"),
+                                 f"{technique!r} is not an ATT&CK for ICS technique id")
+    references = raw.get("references") or []
+    if not isinstance(references, list) or not all(isinstance(r, str) for r in references):
+        raise ConditionError(raw.line_of("references"), "references is a list of strings")
+    enabled = raw.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise ConditionError(raw.line_of("enabled"), "enabled is true or false")
+
+    match_spec = raw.get("match")
+    sequence_spec = raw.get("sequence")
+    if match_spec is None and sequence_spec is None:
+        raise ConditionError(raw.line, "a rule needs 'match' or 'sequence'")
+    matcher: Matcher | None = None
+    if match_spec is not None:
+        matcher = compiler.match(match_spec, raw.line_of("match"))
+    protocols = _index_values(match_spec, "protocol", raw.line_of("match"))
+    operations = _index_values(match_spec, "operation", raw.line_of("match"))
+
+    threshold = None
+    if (spec := raw.get("threshold")) is not None:
+        line = raw.line_of("threshold")
+        if not isinstance(spec, dict) or set(spec) - {"count", "window", "by", "distinct"}:
+            raise ConditionError(line, "threshold takes count, window, by and distinct")
+        count = spec.get("count")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 2:
+            raise ConditionError(line, "threshold.count is a whole number ≥ 2")
+        by, by_names = _fields(compiler, spec.get("by", []), line, "threshold")
+        distinct = spec.get("distinct")
+        if distinct is not None and not isinstance(distinct, str):
+            raise ConditionError(line, "threshold.distinct is one field name")
+        threshold = Threshold(
+            count, parse_duration(spec.get("window"), line, "threshold.window"), by, by_names,
+            compiler.field(distinct, line).get if distinct else None, distinct,
+        )
+
+    sequence = None
+    if sequence_spec is not None:
+        line = raw.line_of("sequence")
+        if threshold is not None:
+            raise ConditionError(line, "a rule has a threshold or a sequence, not both")
+        if not isinstance(sequence_spec, dict) or set(sequence_spec) - {"window", "by", "steps"}:
+            raise ConditionError(line, "sequence takes window, by and steps")
+        steps = sequence_spec.get("steps")
+        if not isinstance(steps, list) or len(steps) < 2:
+            raise ConditionError(line, "sequence.steps lists at least two matches")
+        compiled = []
+        pinned_protocols: list[tuple[str, ...] | None] = []
+        pinned_operations: list[tuple[str, ...] | None] = []
+        for step in steps:
+            step_line = getattr(step, "line", line)
+            step_matcher = compiler.match(step, step_line)
+            compiled.append(step_matcher if matcher is None else _both(matcher, step_matcher))
+            pinned_protocols.append(_index_values(step, "protocol", step_line) or protocols)
+            pinned_operations.append(_index_values(step, "operation", step_line) or operations)
+        # An event is a candidate for every step: index by the union of what
+        # the steps pin, or not at all if any step leaves it open.
+        protocols = _union(pinned_protocols)
+        operations = _union(pinned_operations)
+        by, by_names = _fields(compiler, sequence_spec.get("by", []), line, "sequence")
+        sequence = Sequence(
+            tuple(compiled), parse_duration(sequence_spec.get("window"), line, "sequence.window"),
+            by, by_names,
+        )
+
+    suppress = _suppression(raw, compiler)
+    explain = _explain(raw, compiler, threshold is not None)
+    tests = _tests(raw, path)
+    inactive = None
+    empty = sorted(g for g in compiler.negated_groups if not compiler.groups.groups.get(g))
+    if empty:
+        inactive = (f"host group {', '.join(empty)} is empty: 'outside the allowlist' "
+                    "means nothing until the site lists its hosts")
+    compiler.negated_groups.clear()
+    return Rule(
+        id=rule_id, title=title["en"].strip(), title_zh=title["zh-CN"].strip(),
+        severity=severity, techniques=tuple(attack),
+        description=_text(raw, "description", required=False),
+        references=tuple(references), path=path, line=raw.line,
+        protocols=protocols, operations=operations, matcher=matcher, explain=explain,
+        threshold=threshold, sequence=sequence, suppress=suppress, tests=tests,
+        enabled=enabled, inactive_reason=inactive, source=dict(raw),
+    )
+
+
+def _union(values: list[tuple[str, ...] | None]) -> tuple[str, ...] | None:
+    if any(v is None for v in values):
+        return None
+    return tuple(sorted({x for v in values if v is not None for x in v}))
+
+
+def _both(first: Matcher, second: Matcher) -> Matcher:
+    return lambda e: first(e) and second(e)
+
+
+def _suppression(raw: LineDict, compiler: Compiler) -> Suppression | None:
+    spec = raw.get("suppress", {})
+    line = raw.line_of("suppress")
+    if spec is False:
+        return None
+    if not isinstance(spec, dict) or set(spec) - {"window", "by", "max_alerts"}:
+        raise ConditionError(line, "suppress takes window, by and max_alerts (or false)")
+    by, by_names = _fields(compiler, spec.get("by", ["source.ip", "destination.ip"]), line,
+                           "suppress")
+    window = parse_duration(spec.get("window", DEFAULT_SUPPRESS_WINDOW), line, "suppress.window")
+    max_alerts = spec.get("max_alerts", 1)
+    if not isinstance(max_alerts, int) or isinstance(max_alerts, bool) or max_alerts < 1:
+        raise ConditionError(line, "suppress.max_alerts is a whole number ≥ 1")
+    return Suppression(window, by, by_names, max_alerts)
+
+
+def _explain(raw: LineDict, compiler: Compiler, has_threshold: bool) -> tuple[
+        tuple[str, Getter | str | None], ...]:
+    template = raw.get("explain")
+    line = raw.line_of("explain")
+    if not isinstance(template, str) or not template.strip():
+        raise ConditionError(line, "explain is a one-line template, e.g. "
+                                   "'{source.ip} wrote to {destination.ip}'")
+    parts: list[tuple[str, Getter | str | None]] = []
+    try:
+        parsed = list(string.Formatter().parse(template.strip()))
+    except ValueError as exc:
+        raise ConditionError(line, f"explain: {exc}") from None
+    for literal, name, _spec, _conversion in parsed:
+        token: Getter | str | None = None
+        if name:
+            if name in EXPLAIN_EXTRAS:
+                if name != "count" and not has_threshold:
+                    raise ConditionError(line, f"explain: {{{name}}} needs a threshold")
+                token = name
+            else:
+                token = compiler.field(name, line).get
+        parts.append((literal, token))
+    return tuple(parts)
+
+
+def _tests(raw: LineDict, path: Path) -> tuple[RuleTest, ...]:
+    specs = raw.get("tests") or []
+    line = raw.line_of("tests")
+    if not isinstance(specs, list):
+        raise ConditionError(line, "tests is a list of {capture, alerts, groups}")
+    tests = []
+    for spec in specs:
+        if not isinstance(spec, dict) or "capture" not in spec:
+            raise ConditionError(line, "each test names a capture")
+        alerts = spec.get("alerts", 1)
+        if not isinstance(alerts, int) or alerts < 0:
+            raise ConditionError(line, "tests.alerts is a whole number")
+        groups = spec.get("groups") or {}
+        if not isinstance(groups, dict):
+            raise ConditionError(line, "tests.groups maps group names to address lists")
+        capture = Path(spec["capture"])
+        if not capture.is_absolute():
+            capture = PROJECT_ROOT / capture
+        tests.append(RuleTest(capture, alerts, {str(k): [str(x) for x in v or []]
+                                                for k, v in groups.items()}))
+    return tuple(tests)
