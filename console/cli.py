@@ -12,9 +12,13 @@ import time
 from collections.abc import Sequence
 from typing import NoReturn, TextIO
 
-from console.output import EventWriter, JsonLinesWriter, NullWriter, TableWriter
+from console.output import AlertsOnlyWriter, EventWriter, JsonLinesWriter, NullWriter, TableWriter
+from console.rules_cli import add_rules_commands, load_for_replay, run_rules_command
+from detectors.rules.engine import RuleEngine
+from detectors.rules.yamlsource import YamlError
 from sensor.capture.filter import FilterError, compile_filter
 from sensor.capture.reader import CaptureError, CaptureFile
+from sensor.event import IcsEvent
 from sensor.runtime import Sensor, Stats
 
 EXIT_OK = 0
@@ -39,14 +43,21 @@ def _parser() -> argparse.ArgumentParser:
     )
     replay.add_argument("files", nargs="+", metavar="FILE", help="pcap or pcapng, gzip or not")
     replay.add_argument(
-        "--format", choices=("table", "jsonl", "none"), default="table",
-        help="table (default), jsonl (one ECS document per line) or none (summary only)",
+        "--format", choices=("table", "alerts", "jsonl", "none"), default="table",
+        help="table (default: events and alerts), alerts (alerts only), jsonl (one ECS "
+             "document per line, events and alerts) or none (summary only)",
     )
+    replay.add_argument("--rules", action="append", metavar="PATH",
+                        help="rule pack file or folder (repeatable; default: the built-in rules/)")
+    replay.add_argument("--no-rules", action="store_true", help="decode only, no rules")
+    replay.add_argument("--groups", metavar="FILE",
+                        help="the site's host groups (YAML: name -> addresses/networks)")
     replay.add_argument("--filter", "-f", metavar="EXPR",
                         help="BPF-style filter, e.g. 'tcp port 502 and host 10.0.0.5'")
     replay.add_argument("--output", "-o", metavar="PATH", help="write records here, not stdout")
     replay.add_argument("--no-summary", action="store_true", help="no summary on stderr")
     replay.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    add_rules_commands(commands)
     return parser
 
 
@@ -80,7 +91,7 @@ class _ProgressBar:
             self.out.flush()
 
 
-def _summary(stats: Stats, out: TextIO) -> None:
+def _summary(stats: Stats, engine: RuleEngine | None, out: TextIO) -> None:
     flows = stats.counters.get("flows", 0)
     out.write(
         f"icswatch: {stats.packets} packets, {stats.bytes} bytes, {flows} flows, "
@@ -93,6 +104,13 @@ def _summary(stats: Stats, out: TextIO) -> None:
         out.write(f"  {protocol}: {total} events\n")
         for operation, count in sorted(operations.items(), key=lambda item: (-item[1], item[0])):
             out.write(f"    {operation:<40} {count}\n")
+    if engine is not None:
+        raised = {rule: counts for rule, counts in engine.statistics().items() if any(counts)}
+        total = sum(alerts for alerts, _ in raised.values())
+        out.write(f"  alerts: {total} from {len(engine.rules)} active rules\n")
+        for rule_id, (alerts, suppressed) in sorted(raised.items()):
+            note = f" ({suppressed} more suppressed)" if suppressed else ""
+            out.write(f"    {rule_id:<40} {alerts}{note}\n")
     shed = {k: v for k, v in sorted(stats.counters.items()) if k != "flows" and v}
     if shed:
         out.write("  counters: " + ", ".join(f"{k}={v}" for k, v in shed.items()) + "\n")
@@ -113,14 +131,26 @@ def _replay(args: argparse.Namespace) -> int:
             out = open(args.output, "w", encoding="utf-8")  # noqa: SIM115
         except OSError as exc:
             raise UsageError(f"cannot write {args.output}: {exc.strerror}") from None
+    engine = None if args.no_rules else load_for_replay(args.rules, args.groups, sys.stderr)
     writer: EventWriter
     if args.format == "jsonl":
         writer = JsonLinesWriter(out)
     elif args.format == "table":
         writer = TableWriter(out)
+    elif args.format == "alerts":
+        writer = AlertsOnlyWriter(out)
     else:
         writer = NullWriter()
-    sensor = Sensor(writer.event, packet_filter=packet_filter)
+    consumer = writer.event
+    if engine is not None:
+        process, write_event, write_alert = engine.process, writer.event, writer.alert
+
+        def consumer(event: IcsEvent) -> None:
+            write_event(event)
+            for alert in process(event):
+                write_alert(alert)
+
+    sensor = Sensor(consumer, packet_filter=packet_filter)
     progress = None
     if not args.no_progress and sys.stderr.isatty():
         progress = _ProgressBar(sys.stderr)
@@ -133,7 +163,7 @@ def _replay(args: argparse.Namespace) -> int:
         if out is not sys.stdout:
             out.close()
     if not args.no_summary:
-        _summary(stats, sys.stderr)
+        _summary(stats, engine, sys.stderr)
     return EXIT_OK
 
 
@@ -142,9 +172,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         if args.command is None:
-            raise UsageError("a command is required: replay")
+            raise UsageError("a command is required: replay or rules")
+        if args.command == "rules":
+            return run_rules_command(args, sys.stdout, sys.stderr)
         return _replay(args)
     except UsageError as exc:
+        print(f"icswatch: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except YamlError as exc:
         print(f"icswatch: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except CaptureError as exc:

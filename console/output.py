@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any, Protocol, TextIO
 
+from detectors.alert import Alert, alert_document
 from sensor.ecs import event_document, iso_timestamp
 from sensor.event import IcsEvent
 
@@ -15,6 +16,8 @@ _MAX_LIST = 8
 
 class EventWriter(Protocol):
     def event(self, event: IcsEvent) -> None: ...
+
+    def alert(self, alert: Alert) -> None: ...
 
     def close(self) -> None: ...
 
@@ -28,6 +31,10 @@ class JsonLinesWriter:
 
     def event(self, event: IcsEvent) -> None:
         self.out.write(self._encode(event_document(event)))
+        self.out.write("\n")
+
+    def alert(self, alert: Alert) -> None:
+        self.out.write(self._encode(alert_document(alert)))
         self.out.write("\n")
 
     def close(self) -> None:
@@ -70,14 +77,30 @@ class TableWriter:
             f"{event.operation}{flag} {details}\n"
         )
 
+    def alert(self, alert: Alert) -> None:
+        self.out.write(
+            f"{iso_timestamp(alert.last_ts)} ALERT {alert.severity.upper():<8} {alert.rule_id} "
+            f"{alert.title} [{','.join(alert.techniques)}] — {alert.explanation}\n"
+        )
+
     def close(self) -> None:
         self.out.flush()
+
+
+class AlertsOnlyWriter(TableWriter):
+    """The table, without the events: what an operator reads first."""
+
+    def event(self, event: IcsEvent) -> None:
+        return None
 
 
 class NullWriter:
     """Decode only (benchmarks, `--format none`)."""
 
     def event(self, event: IcsEvent) -> None:
+        return None
+
+    def alert(self, alert: Alert) -> None:
         return None
 
     def close(self) -> None:

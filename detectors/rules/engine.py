@@ -36,7 +36,7 @@ def _hashable(value: Any) -> Any:
 
 def _render(value: Any) -> str:
     if value is None:
-        return "-"
+        return ""
     if isinstance(value, list | tuple):
         shown = ",".join(_render(v) for v in value[:8])
         return f"[{shown}{',…' if len(value) > 8 else ''}]"

@@ -102,6 +102,8 @@ def parse_duration(value: Any, line: int, what: str) -> float:
 def load_groups_file(path: Path) -> dict[str, list[Network]]:
     """A site's host groups: a YAML mapping of name to addresses/networks."""
     data = load_yaml(path)
+    if data is None:
+        return {}
     if not isinstance(data, dict):
         raise YamlError(path, 1, "a groups file is a mapping of group name to address list")
     groups: dict[str, list[Network]] = {}
@@ -224,6 +226,7 @@ def _index_values(match: Any, key: str, line: int) -> tuple[str, ...] | None:
 
 
 def _build_rule(path: Path, raw: Any, compiler: Compiler) -> Rule:
+    compiler.negated_groups.clear()
     if not isinstance(raw, LineDict):
         raise ConditionError(getattr(raw, "line", 0), "a rule is a mapping")
     for key in raw:

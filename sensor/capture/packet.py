@@ -35,9 +35,12 @@ VLAN_ETHERTYPES: Final = frozenset({0x8100, 0x88A8, 0x9100})
 
 IPPROTO_TCP: Final = 6
 IPPROTO_UDP: Final = 17
-IPV6_EXTENSION_HEADERS: Final = frozenset({0, 43, 60, 135, 139, 140})
 IPV6_FRAGMENT: Final = 44
 IPV6_AH: Final = 51
+# Extension headers skipped on the way to the transport header (the fragment
+# header is handled on its own): hop-by-hop, routing, destination options,
+# AH, mobility, HIP, shim6.
+IPV6_EXTENSION_HEADERS: Final = frozenset({0, 43, 60, IPV6_AH, 135, 139, 140})
 
 _IPV4 = struct.Struct("!BxHHHxB2x4s4s")
 _IPV6 = struct.Struct("!4xHBx16s16s")
@@ -148,35 +151,39 @@ class PacketDecoder:
         if end > len(data):
             self._count("truncated_ip_packets")
             end = len(data)
-        fragment: tuple[int, bool, int] | None = None
-        while next_header in IPV6_EXTENSION_HEADERS or next_header in (IPV6_FRAGMENT, IPV6_AH):
-            if start + 8 > end:
-                self._count("truncated_ip_header")
-                return
-            header = next_header
-            next_header = data[start]
-            if header == IPV6_FRAGMENT:
-                (frag,) = _U16.unpack_from(data, start + 2)
-                ident = int.from_bytes(data[start + 4 : start + 8], "big")
-                fragment = (frag & 0xFFF8, bool(frag & 1), ident)
-                start += 8
-            elif header == IPV6_AH:
-                start += (data[start + 1] + 2) * 4
-            else:
-                start += (data[start + 1] + 1) * 8
-        if fragment is not None:
-            frag_offset, more, ident = fragment
-            if frag_offset or more:
-                whole = self.fragments.add(
-                    ts, (src, dst, ident, next_header), frag_offset, more, data[start:end]
-                )
-                if whole is None:
+        buf = data
+        while True:
+            if next_header in IPV6_EXTENSION_HEADERS:
+                if start + 8 > end:
+                    self._count("truncated_ip_header")
                     return
-                self._transport(
-                    ts, number, next_header, src, dst, whole, 0, len(whole), data, mac_offset
-                )
-                return
-        self._transport(ts, number, next_header, src, dst, data, start, end, data, mac_offset)
+                header = next_header
+                next_header = buf[start]
+                if header == IPV6_AH:
+                    start += (buf[start + 1] + 2) * 4
+                else:
+                    start += (buf[start + 1] + 1) * 8
+            elif next_header == IPV6_FRAGMENT:
+                if start + 8 > end:
+                    self._count("truncated_ip_header")
+                    return
+                next_header = buf[start]
+                (frag,) = _U16.unpack_from(buf, start + 2)
+                ident = int.from_bytes(buf[start + 4 : start + 8], "big")
+                start += 8
+                if frag & 0xFFF9:  # an offset or the M flag: a real fragment
+                    # Headers after this one belong to the fragmentable part
+                    # (RFC 8200 §4.5): parse them in the reassembled payload.
+                    whole = self.fragments.add(
+                        ts, (src, dst, ident, next_header), frag & 0xFFF8, bool(frag & 1),
+                        buf[start:end],
+                    )
+                    if whole is None:
+                        return
+                    buf, start, end = whole, 0, len(whole)
+            else:
+                break
+        self._transport(ts, number, next_header, src, dst, buf, start, end, data, mac_offset)
 
     def _transport(
         self,

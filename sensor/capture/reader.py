@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import os
 import struct
+import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO, Final
@@ -63,7 +64,7 @@ class CaptureFile:
         """Raise `CaptureError` now if the file does not start like a capture."""
         try:
             magic = self._stream.read(4)
-        except (OSError, EOFError) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
             raise CaptureError(self.path, f"unreadable: {exc}") from None
         finally:
             self._stream.seek(0)
@@ -76,7 +77,9 @@ class CaptureFile:
             magic = stream.read(4)
             reader = _format(path, magic)
             yield from reader(path, stream, magic)
-        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+        except (OSError, EOFError, zlib.error) as exc:
+            # gzip.BadGzipFile is an OSError; damage inside the deflate
+            # stream surfaces as zlib.error, which is not.
             raise CaptureError(path, f"read error: {exc}") from None
         finally:
             stream.close()

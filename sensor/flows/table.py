@@ -162,8 +162,13 @@ class FlowTable:
     ) -> None:
         """The slow path: mid-stream pickup, retransmission, overlap, reordering."""
         if stream.next_seq < 0:
+            # Mid-stream pickup: whatever came before this segment is unknown,
+            # so it may start inside a PDU. Tell the session as for a gap (of
+            # unknown size) so it resynchronises instead of decoding garbage.
             stream.next_seq = seq
             flow.midstream = True
+            if flow.session is not None:
+                flow.session.gap(from_initiator, 0)
         d = seq_diff(seq, stream.next_seq)
         if d < 0:
             if d + len(payload) <= 0:

@@ -130,7 +130,7 @@ CONTROL_DIAGNOSTICS: Final = frozenset(
      DiagnosticCode.CLEAR_COUNTERS_AND_DIAGNOSTIC_REGISTER,
      DiagnosticCode.CLEAR_OVERRUN_COUNTER_AND_FLAG}
 )
-MEI_OPERATIONS: Final = {
+MEI_OPERATIONS: Final[dict[int, str]] = {
     MeiType.READ_DEVICE_IDENTIFICATION: "read_device_identification",
     MeiType.CANOPEN_GENERAL_REFERENCE: "canopen_general_reference",
 }
@@ -654,12 +654,15 @@ class ModbusSession:
                     malformed = BAD_LENGTH
             else:
                 malformed = BAD_LENGTH
-        elif fc == 20 or fc == 21:
+        elif fc == 20:
             if body >= 1 and data[p] == body - 1:
                 fields["byte_cnt"] = data[p]
                 fields["data"] = data[p + 1 : end].hex()
             else:
                 malformed = BAD_LENGTH
+        elif fc == 21:
+            # The normal response is an echo of the request (§6.15).
+            malformed = self._file_record_request(fc, data, p, end, fields)
         elif fc == 43:
             operation, access, malformed = self._mei_response(data, p, end, fields)
         elif fc == UMAS_FUNCTION:
@@ -744,6 +747,39 @@ def probe(data: bytes, from_initiator: bool) -> bool:
     return offset == size and size > 0
 
 
+# Every field a Modbus event may carry, with its kind, for rule validation.
+FIELDS: Final = (
+    ("trans_id", "int"), ("prot_id", "int"), ("len", "int"), ("unit_id", "int"),
+    ("func_code", "int"), ("reference_num", "int"), ("word_cnt", "int"), ("bit_cnt", "int"),
+    ("byte_cnt", "int"), ("byte_cnt_16", "int"), ("regval_uint16", "list[int]"),
+    ("bitval", "list[bool]"), ("data", "str"), ("exception_code", "int"), ("exception", "str"),
+    ("diagnostic_code", "int"), ("diagnostic", "str"), ("and_mask", "int"), ("or_mask", "int"),
+    ("read_reference_num", "int"), ("read_word_cnt", "int"), ("write_reference_num", "int"),
+    ("write_word_cnt", "int"), ("fifo_count", "int"), ("ev_status", "int"), ("ev_count", "int"),
+    ("ev_msg_count", "int"), ("event", "list[int]"), ("reference_type", "int"),
+    ("file_number", "list[int]"), ("record_number", "list[int]"),
+    ("record_length", "list[int]"), ("mei", "int"), ("read_device_id", "int"),
+    ("object_id", "list[int]"), ("conformity_level", "int"), ("more_follows", "int"),
+    ("next_object_id", "int"), ("num_objects", "int"), ("object_str_value", "list[str]"),
+    ("device_identification", "map"),
+)
+
+
+def address_range(event: IcsEvent) -> tuple[int, int] | None:
+    """The first and last coil/register address a request or response
+    touches, for rules on address ranges (``overlaps: [100, 200]``)."""
+    fields = event.fields
+    start = fields.get("reference_num")
+    if start is None:
+        start = fields.get("write_reference_num", fields.get("read_reference_num"))
+        if start is None:
+            return None
+        count = fields.get("write_word_cnt", fields.get("read_word_cnt", 1))
+    else:
+        count = fields.get("word_cnt") or fields.get("bit_cnt") or 1
+    return (start, start + max(count, 1) - 1)
+
+
 PROTOCOL: Final = ProtocolSpec(
     name=PROTOCOL_NAME,
     transport="tcp",
@@ -755,4 +791,6 @@ PROTOCOL: Final = ProtocolSpec(
         "encapsulated_interface_transport", "user_defined_function", "unknown_function",
         "malformed",
     })),
+    fields=FIELDS,
+    derived={"address_range": ("range", address_range)},
 )
