@@ -139,7 +139,9 @@ def load_rules(
             if key not in PACK_KEYS:
                 result.errors.append(RuleError(path, doc.line_of(key), None,
                                                f"unknown pack key {key!r}"))
-        groups = doc.get("groups") or {}
+        groups = doc.get("groups")
+        if groups is None:
+            continue
         if not isinstance(groups, LineDict):
             result.errors.append(RuleError(path, doc.line_of("groups"), None,
                                            "groups is a mapping of name to address list"))
