@@ -55,7 +55,9 @@ def test_builtin_pack_is_valid() -> None:
         assert rule.title_zh and rule.title
 
 
-@pytest.mark.parametrize(("rule_id", "case"), CASES, ids=[f"{r}-{c.capture.name}" for r, c in CASES])
+@pytest.mark.parametrize(
+    ("rule_id", "case"), CASES, ids=[f"{r}-{c.capture.name}" for r, c in CASES]
+)
 def test_rule_fires_on_its_capture(rule_id: str, case: RuleTest) -> None:
     assert case.capture.exists(), f"{rule_id}: test capture {case.capture} is missing"
     assert run_rule_on_capture(BUILTIN, rule_id, case.capture, case.groups) == case.alerts
