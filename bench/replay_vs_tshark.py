@@ -5,9 +5,11 @@
 Builds a Modbus capture (bench/make_modbus_capture.py) unless one is given,
 then times, best of N runs, each as a separate process:
   - tshark -r FILE -T fields -e modbus.func_code            (the reference)
-  - icswatch replay --format none FILE                      (full decode)
-  - icswatch replay --format jsonl FILE > /dev/null         (decode + ECS JSON)
-and prints packets/s, peak RSS and the ratio to tshark. Never run by CI as a
+  - icswatch replay --format none --no-rules FILE           (full decode)
+  - icswatch replay --format none FILE                      (decode + built-in rules)
+  - icswatch replay --format jsonl FILE > /dev/null         (decode + rules + ECS JSON)
+and prints packets/s, peak RSS, the ratio to tshark and the cost of the
+rules over decode alone. Never run by CI as a
 pass/fail test: figures depend on the machine.
 """
 
@@ -53,8 +55,6 @@ def main() -> None:
     parser.add_argument("--packets", type=int, default=200_000)
     parser.add_argument("--capture", type=Path)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--rules", action="store_true",
-                        help="also time icswatch with the built-in rule pack")
     args = parser.parse_args()
     if shutil.which("tshark") is None:
         raise SystemExit("tshark is not installed (apt-get install tshark)")
@@ -65,18 +65,15 @@ def main() -> None:
             capture = Path(tmp) / "modbus-bench.pcap"
             build(capture, args.packets, 64)
         packets = _count_packets(capture)
+        base = [icswatch, "replay", "--no-summary", "--no-progress"]
         runs: dict[str, list[str]] = {
             "tshark -T fields -e modbus.func_code": [
                 "tshark", "-n", "-r", str(capture), "-T", "fields", "-e", "modbus.func_code"],
-            "icswatch replay --format none": [
-                icswatch, "replay", "--format", "none", "--no-summary", str(capture)],
-            "icswatch replay --format jsonl": [
-                icswatch, "replay", "--format", "jsonl", "--no-summary", str(capture)],
+            "icswatch decode only (--no-rules)": [
+                *base, "--format", "none", "--no-rules", str(capture)],
+            "icswatch decode + built-in rules": [*base, "--format", "none", str(capture)],
+            "icswatch decode + rules + jsonl": [*base, "--format", "jsonl", str(capture)],
         }
-        if args.rules:
-            runs["icswatch replay --format none (rules)"] = [
-                icswatch, "replay", "--format", "none", "--no-summary", "--rules", "builtin",
-                str(capture)]
         results: dict[str, tuple[float, float]] = {}
         for name, command in runs.items():
             best = min((_run(command) for _ in range(args.repeat)), key=lambda r: r[0])
@@ -87,6 +84,9 @@ def main() -> None:
         for name, (seconds, rss) in results.items():
             rate = packets / seconds
             print(f"{name:<42} {seconds:8.2f} {rate:11,.0f} {rss:9.1f} {rate / reference:9.2f}")
+        decode = results["icswatch decode only (--no-rules)"][0]
+        rules = results["icswatch decode + built-in rules"][0]
+        print(f"rules cost over decode alone: {(rules / decode - 1) * 100:+.1f} %")
 
 
 if __name__ == "__main__":

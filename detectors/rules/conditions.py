@@ -97,8 +97,15 @@ def _any_of(parts: tuple[Matcher, ...]) -> Matcher:
     return lambda e: any(p(e) for p in parts)
 
 
-def _all_of(parts: tuple[Matcher, ...]) -> Matcher:
-    return lambda e: all(p(e) for p in parts)
+def _chain(parts: tuple[Matcher, ...]) -> Matcher:
+    """All of ``parts``, as nested ``and`` (no generator per event)."""
+    if len(parts) == 1:
+        return parts[0]
+    if len(parts) == 2:
+        first, second = parts
+        return lambda e: first(e) and second(e)
+    head, rest = parts[0], _chain(parts[1:])
+    return lambda e: head(e) and rest(e)
 
 
 def _negate(matcher: Matcher) -> Matcher:
@@ -148,26 +155,36 @@ class Compiler:
             raise ConditionError(line, f"unknown field {name!r}{hint}")
         return found
 
-    def match(self, spec: Any, line: int) -> Matcher:
+    def match(self, spec: Any, line: int, skip: frozenset[str] = frozenset()) -> Matcher | None:
+        """Compile a match; keys in ``skip`` are left to the caller (the rule
+        index guarantees them). None when nothing is left to test."""
         if not isinstance(spec, Mapping) or not spec:
             raise ConditionError(line, "match must be a non-empty mapping of field: condition")
-        tests: list[Matcher] = []
+        cheap: list[Matcher] = []
+        costly: list[Matcher] = []
         for key, value in spec.items():
             where = _line(spec, key, line)
             if key in ("any_of", "all_of"):
                 if not isinstance(value, list) or not value:
                     raise ConditionError(where, f"{key} takes a non-empty list of matches")
-                parts = tuple(self.match(item, _line(item, default=where)) for item in value)
-                tests.append(_any_of(parts) if key == "any_of" else _all_of(parts))
+                parts = tuple(self.required(item, _line(item, default=where)) for item in value)
+                costly.append(_any_of(parts) if key == "any_of" else _chain(parts))
             elif key == "not":
-                tests.append(_negate(self.match(value, where)))
+                costly.append(_negate(self.required(value, where)))
             else:
                 field = self.field(key, where)
                 predicate = self.condition(value, field.kind, where, field.name)
-                tests.append(_field_test(field.get, predicate))
-        if len(tests) == 1:
-            return tests[0]
-        return _all_of(tuple(tests))
+                if key in skip:
+                    continue
+                test = _field_test(field.get, predicate)
+                (costly if field.protocol else cheap).append(test)
+        tests = cheap + costly
+        return _chain(tuple(tests)) if tests else None
+
+    def required(self, spec: Any, line: int) -> Matcher:
+        matcher = self.match(spec, line)
+        assert matcher is not None
+        return matcher
 
     def condition(self, spec: Any, kind: str, line: int, name: str) -> Predicate:
         element = _SCALAR_OF_LIST.get(kind)

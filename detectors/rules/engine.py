@@ -15,23 +15,12 @@ from typing import Any, Final
 
 from detectors.alert import MAX_SAMPLE_EVENTS, Alert
 from detectors.rules.loader import RuleSet
-from detectors.rules.model import Rule
+from detectors.rules.model import INDEX_KEYS, Rule
 from sensor.event import IcsEvent
 
 MAX_KEYS_PER_RULE: Final = 10_000
 NO_ALERTS: Final[tuple[Alert, ...]] = ()
-
-
-def _key(getters: tuple[Any, ...], event: IcsEvent) -> tuple[Any, ...]:
-    return tuple(_hashable(g(event)) for g in getters)
-
-
-def _hashable(value: Any) -> Any:
-    if isinstance(value, list):
-        return tuple(value)
-    if isinstance(value, dict):
-        return tuple(sorted(value.items()))
-    return value
+IndexKey = tuple[str, str, str, str, bool, bool]
 
 
 def _render(value: Any) -> str:
@@ -50,12 +39,11 @@ def _render(value: Any) -> str:
 class _Window:
     """Events of one threshold key within the window."""
 
-    __slots__ = ("events", "first_events", "values")
+    __slots__ = ("events", "values")
 
     def __init__(self) -> None:
-        self.events: deque[tuple[float, Any]] = deque()
-        self.values: dict[Any, float] = {}
-        self.first_events: list[IcsEvent] = []
+        self.events: deque[IcsEvent] = deque()
+        self.values: dict[Any, IcsEvent] = {}
 
 
 class _Progress:
@@ -88,7 +76,7 @@ class RuleEngine:
         self.ruleset = ruleset
         self.rules: list[Rule] = []
         self.state: dict[str, _RuleState] = {}
-        self._candidates: dict[str, dict[str, tuple[Rule, ...]]] = {}
+        self._candidates: dict[IndexKey, tuple[Rule, ...]] = {}
         self.load(ruleset)
 
     def load(self, ruleset: RuleSet) -> None:
@@ -104,31 +92,31 @@ class RuleEngine:
 
     reload = load
 
-    def candidates(self, protocol: str, operation: str) -> tuple[Rule, ...]:
-        by_operation = self._candidates.get(protocol)
-        if by_operation is None:
-            by_operation = self._candidates[protocol] = {}
-        found = by_operation.get(operation)
+    def candidates(self, key: IndexKey) -> tuple[Rule, ...]:
+        """The rules whose pinned index values admit an event with ``key``
+        (computed once per distinct key, then looked up)."""
+        found = self._candidates.get(key)
         if found is None:
-            found = by_operation[operation] = tuple(
+            found = self._candidates[key] = tuple(
                 rule for rule in self.rules
-                if (rule.protocols is None or protocol in rule.protocols)
-                and (rule.operations is None or operation in rule.operations)
+                if all(value in rule.pins.get(name, (value,))
+                       for name, value in zip(INDEX_KEYS, key, strict=True))
             )
         return found
 
     def process(self, event: IcsEvent) -> Seq[Alert]:
-        by_operation = self._candidates.get(event.protocol)
-        rules = by_operation.get(event.operation) if by_operation is not None else None
+        key = (event.protocol, event.operation, event.direction, event.access,
+               event.exception, event.malformed is not None)
+        rules = self._candidates.get(key)
         if rules is None:
-            rules = self.candidates(event.protocol, event.operation)
+            rules = self.candidates(key)
         if not rules:
             return NO_ALERTS
         alerts: list[Alert] | None = None
         for rule in rules:
             if rule.sequence is not None:
                 alert = self._sequence(rule, event)
-            elif rule.matcher is None or not rule.matcher(event):
+            elif rule.matcher is not None and not rule.matcher(event):
                 continue
             elif rule.threshold is not None:
                 alert = self._threshold(rule, event)
@@ -146,10 +134,13 @@ class RuleEngine:
         return self._emit(rule, [event], event.ts, event.ts, 1, {})
 
     def _threshold(self, rule: Rule, event: IcsEvent) -> Alert | None:
+        """Count matching events (or distinct values) per key in a sliding
+        window. Neither store outgrows ``count``: reaching it fires and
+        clears the key."""
         threshold = rule.threshold
         assert threshold is not None
         state = self.state[rule.id]
-        key = _key(threshold.by, event)
+        key = threshold.by(event)
         window = state.windows.get(key)
         if window is None:
             if len(state.windows) >= MAX_KEYS_PER_RULE:
@@ -157,40 +148,41 @@ class RuleEngine:
             window = state.windows[key] = _Window()
         now = event.ts
         horizon = now - threshold.window
-        events = window.events
-        while events and events[0][0] < horizon:
-            events.popleft()
-        value = _hashable(threshold.distinct(event)) if threshold.distinct else None
-        events.append((now, value))
-        if len(window.first_events) < MAX_SAMPLE_EVENTS:
-            window.first_events.append(event)
         if threshold.distinct is not None:
+            # The latest event of each distinct value; stale ones are pruned
+            # only when the count could be reached.
             values = window.values
-            for stale in [v for v, seen in values.items() if seen < horizon]:
+            values[threshold.distinct(event)[0]] = event
+            if len(values) < threshold.count:
+                return None
+            for stale in [v for v, seen in values.items() if seen.ts < horizon]:
                 del values[stale]
-            if value is not None:
-                values[value] = now
-            reached = len(values)
+            if len(values) < threshold.count:
+                return None
+            caused = sorted(values.values(), key=lambda e: e.ts)
         else:
-            reached = len(events)
-        if reached < threshold.count:
-            return None
-        first_ts = events[0][0]
+            events = window.events
+            while events and events[0].ts < horizon:
+                events.popleft()
+            events.append(event)
+            if len(events) < threshold.count:
+                return None
+            caused = list(events)
         extras = {
-            "count": len(events),
+            "count": len(caused),
             "distinct_count": len(window.values),
             "distinct_values": sorted(window.values, key=repr),
             "window": f"{threshold.window:g}s",
         }
-        sample = window.first_events
         del state.windows[key]  # a new alert needs a new full window
-        return self._emit(rule, sample, first_ts, now, len(events), extras)
+        return self._emit(rule, caused[:MAX_SAMPLE_EVENTS], caused[0].ts, now, len(caused),
+                          extras)
 
     def _sequence(self, rule: Rule, event: IcsEvent) -> Alert | None:
         sequence = rule.sequence
         assert sequence is not None
         state = self.state[rule.id]
-        key = _key(sequence.by, event)
+        key = sequence.by(event)
         progress = state.progress.get(key)
         if progress is not None and event.ts - progress.started > sequence.window:
             del state.progress[key]
@@ -224,7 +216,7 @@ class RuleEngine:
         last = events[-1]
         suppress = rule.suppress
         if suppress is not None:
-            key = _key(suppress.by, last)
+            key = suppress.by(last)
             since, emitted = state.suppressions.get(key, (0.0, 0))
             if emitted and last_ts - since <= suppress.window:
                 if emitted >= suppress.max_alerts:

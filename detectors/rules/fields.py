@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
+from operator import attrgetter
 from typing import Any
 
 from sensor.event import IcsEvent
@@ -32,7 +33,8 @@ class Field:
 
 
 def _attr(name: str) -> Getter:
-    return lambda event: getattr(event, name)
+    getter: Getter = attrgetter(name)
+    return getter
 
 
 def _core() -> dict[str, Field]:

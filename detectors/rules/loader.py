@@ -34,9 +34,18 @@ from typing import Any, Final
 from detectors.alert import SEVERITIES
 from detectors.attack import TECHNIQUES
 from detectors.rules.conditions import Compiler, ConditionError, HostGroups, Matcher, Network
-from detectors.rules.fields import Getter, protocol_names
-from detectors.rules.model import Rule, RuleTest, Sequence, Suppression, Threshold
+from detectors.rules.fields import Getter, operations_of, protocol_names
+from detectors.rules.model import (
+    INDEX_KEYS,
+    KeyFunction,
+    Rule,
+    RuleTest,
+    Sequence,
+    Suppression,
+    Threshold,
+)
 from detectors.rules.yamlsource import LineDict, YamlError, load_yaml
+from sensor.event import ACCESS_CLASSES, REQUEST, RESPONSE, IcsEvent
 
 PROJECT_ROOT: Final = Path(__file__).resolve().parents[2]
 DEFAULT_RULES_DIR: Final = PROJECT_ROOT / "rules"
@@ -196,35 +205,92 @@ def _text(raw: LineDict, key: str, required: bool = True) -> str:
 
 
 def _fields(compiler: Compiler, names: Any, line: int, what: str) -> tuple[
-        tuple[Getter, ...], tuple[str, ...]]:
+        KeyFunction, tuple[str, ...]]:
+    """The key function of ``by: [field, ...]``: a tuple of the fields'
+    values, built without a generator (it runs on every matching event)."""
     if isinstance(names, str):
         names = [names]
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise ConditionError(line, f"{what}.by takes a list of field names")
-    return (tuple(compiler.field(n, line).get for n in names), tuple(names))
+    fields = [compiler.field(n, line) for n in names]
+    getters = [f.get if f.kind not in ("list[int]", "list[bool]", "list[str]", "map")
+               else _hashable_getter(f.get) for f in fields]
+    return _key_function(getters), tuple(names)
 
 
-def _index_values(match: Any, key: str, line: int) -> tuple[str, ...] | None:
-    """The values a match pins ``key`` to (for indexing), or None if any."""
-    if not isinstance(match, dict) or key not in match:
-        return None
-    value = match[key]
-    if isinstance(value, str):
-        values: tuple[str, ...] = (value,)
-    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
-        values = tuple(value)
-    elif isinstance(value, dict) and set(value) <= {"eq", "in"}:
-        inner = value.get("eq", value.get("in"))
-        values = (inner,) if isinstance(inner, str) else tuple(inner or ())
-    else:
-        return None
-    if key == "protocol":
-        known = protocol_names()
-        for protocol in values:
-            if protocol not in known:
-                raise ConditionError(line, f"unknown protocol {protocol!r} "
-                                           f"(known: {', '.join(sorted(known))})")
-    return values
+def _hashable_getter(get: Getter) -> Getter:
+    def hashable(event: IcsEvent) -> Any:
+        value = get(event)
+        if isinstance(value, list):
+            return tuple(value)
+        if isinstance(value, dict):
+            return tuple(sorted(value.items()))
+        return value
+
+    return hashable
+
+
+def _key_function(getters: list[Getter]) -> KeyFunction:
+    if not getters:
+        return lambda e: ()
+    if len(getters) == 1:
+        (first,) = getters
+        return lambda e: (first(e),)
+    if len(getters) == 2:
+        first, second = getters
+        return lambda e: (first(e), second(e))
+    frozen = tuple(getters)
+    return lambda e: tuple(g(e) for g in frozen)
+
+
+def _pins(match: Any, line: int) -> dict[str, frozenset[Any]]:
+    """The index values a match pins: literal protocol, operation, direction
+    and access (a string or a list), ``exception: true/false`` and
+    ``malformed: {exists: true/false}``."""
+    pins: dict[str, frozenset[Any]] = {}
+    if not isinstance(match, dict):
+        return pins
+    for key in ("protocol", "operation", "direction", "access"):
+        value = match.get(key)
+        if isinstance(value, str):
+            pins[key] = frozenset((value,))
+        elif isinstance(value, list) and value and all(isinstance(v, str) for v in value):
+            pins[key] = frozenset(value)
+        elif isinstance(value, dict) and set(value) == {"in"} and isinstance(value["in"], list):
+            pins[key] = frozenset(value["in"])
+    if isinstance(match.get("exception"), bool):
+        pins["exception"] = frozenset((match["exception"],))
+    malformed = match.get("malformed")
+    if isinstance(malformed, dict) and set(malformed) == {"exists"}:
+        pins["malformed"] = frozenset((bool(malformed["exists"]),))
+    where = match.line_of("protocol") if isinstance(match, LineDict) else line
+    known = protocol_names()
+    for protocol in pins.get("protocol", ()):
+        if protocol not in known:
+            raise ConditionError(where, f"unknown protocol {protocol!r} "
+                                        f"(known: {', '.join(sorted(known))})")
+    for direction in pins.get("direction", ()):
+        if direction not in (REQUEST, RESPONSE):
+            raise ConditionError(line, f"direction is request or response, not {direction!r}")
+    for access in pins.get("access", ()):
+        if access not in ACCESS_CLASSES:
+            raise ConditionError(line, f"unknown access class {access!r} "
+                                       f"(known: {', '.join(sorted(ACCESS_CLASSES))})")
+    if "operation" in pins and "protocol" in pins:
+        known_operations = {o for p in pins["protocol"] for o in operations_of(p)}
+        for operation in sorted(pins["operation"] - known_operations):
+            raise ConditionError(line, f"{'/'.join(sorted(pins['protocol']))} has no "
+                                       f"operation {operation!r}")
+    return pins
+
+
+def _merge_pins(first: dict[str, frozenset[Any]], second: dict[str, frozenset[Any]]) -> dict[
+        str, frozenset[Any]]:
+    """Pins of a step inside a rule that has its own match: both must hold."""
+    merged = dict(first)
+    for key, values in second.items():
+        merged[key] = merged[key] & values if key in merged else values
+    return merged
 
 
 def _build_rule(path: Path, raw: Any, compiler: Compiler) -> Rule:
@@ -264,10 +330,13 @@ def _build_rule(path: Path, raw: Any, compiler: Compiler) -> Rule:
     if match_spec is None and sequence_spec is None:
         raise ConditionError(raw.line, "a rule needs 'match' or 'sequence'")
     matcher: Matcher | None = None
+    pins: dict[str, frozenset[Any]] = {}
     if match_spec is not None:
-        matcher = compiler.match(match_spec, raw.line_of("match"))
-    protocols = _index_values(match_spec, "protocol", raw.line_of("match"))
-    operations = _index_values(match_spec, "operation", raw.line_of("match"))
+        pins = _pins(match_spec, raw.line_of("match"))
+        skip = frozenset(pins) if sequence_spec is None else frozenset()
+        matcher = compiler.match(match_spec, raw.line_of("match"), skip)
+        if matcher is None and sequence_spec is None and not pins:
+            raise ConditionError(raw.line_of("match"), "match tests nothing")
 
     threshold = None
     if (spec := raw.get("threshold")) is not None:
@@ -281,9 +350,10 @@ def _build_rule(path: Path, raw: Any, compiler: Compiler) -> Rule:
         distinct = spec.get("distinct")
         if distinct is not None and not isinstance(distinct, str):
             raise ConditionError(line, "threshold.distinct is one field name")
+        distinct_key = _fields(compiler, [distinct], line, "threshold")[0] if distinct else None
         threshold = Threshold(
             count, parse_duration(spec.get("window"), line, "threshold.window"), by, by_names,
-            compiler.field(distinct, line).get if distinct else None, distinct,
+            distinct_key, distinct,
         )
 
     sequence = None
@@ -297,18 +367,18 @@ def _build_rule(path: Path, raw: Any, compiler: Compiler) -> Rule:
         if not isinstance(steps, list) or len(steps) < 2:
             raise ConditionError(line, "sequence.steps lists at least two matches")
         compiled = []
-        pinned_protocols: list[tuple[str, ...] | None] = []
-        pinned_operations: list[tuple[str, ...] | None] = []
+        step_pins: list[dict[str, frozenset[Any]]] = []
         for step in steps:
             step_line = getattr(step, "line", line)
-            step_matcher = compiler.match(step, step_line)
+            step_matcher = compiler.required(step, step_line)
             compiled.append(step_matcher if matcher is None else _both(matcher, step_matcher))
-            pinned_protocols.append(_index_values(step, "protocol", step_line) or protocols)
-            pinned_operations.append(_index_values(step, "operation", step_line) or operations)
-        # An event is a candidate for every step: index by the union of what
-        # the steps pin, or not at all if any step leaves it open.
-        protocols = _union(pinned_protocols)
-        operations = _union(pinned_operations)
+            step_pins.append(_merge_pins(pins, _pins(step, step_line)))
+        # An event is a candidate for any step: index by what every step
+        # pins (the union of their values); the step matchers test the rest.
+        pins = {
+            key: frozenset().union(*(p[key] for p in step_pins))
+            for key in INDEX_KEYS if all(key in p for p in step_pins)
+        }
         by, by_names = _fields(compiler, sequence_spec.get("by", []), line, "sequence")
         sequence = Sequence(
             tuple(compiled), parse_duration(sequence_spec.get("window"), line, "sequence.window"),
@@ -329,16 +399,10 @@ def _build_rule(path: Path, raw: Any, compiler: Compiler) -> Rule:
         severity=severity, techniques=tuple(attack),
         description=_text(raw, "description", required=False),
         references=tuple(references), path=path, line=raw.line,
-        protocols=protocols, operations=operations, matcher=matcher, explain=explain,
+        pins=pins, matcher=matcher, explain=explain,
         threshold=threshold, sequence=sequence, suppress=suppress, tests=tests,
         enabled=enabled, inactive_reason=inactive, source=dict(raw),
     )
-
-
-def _union(values: list[tuple[str, ...] | None]) -> tuple[str, ...] | None:
-    if any(v is None for v in values):
-        return None
-    return tuple(sorted({x for v in values if v is not None for x in v}))
 
 
 def _both(first: Matcher, second: Matcher) -> Matcher:

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from detectors.rules.conditions import Matcher
 from detectors.rules.fields import Getter
+from sensor.event import IcsEvent
+
+# Builds the key a threshold, sequence or suppression groups events by.
+KeyFunction = Callable[[IcsEvent], tuple[Any, ...]]
+
+# The event attributes rules are indexed by, in the order of the index key.
+INDEX_KEYS: Final = ("protocol", "operation", "direction", "access", "exception", "malformed")
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,9 +25,9 @@ class Threshold:
 
     count: int
     window: float
-    by: tuple[Getter, ...]
+    by: KeyFunction
     by_names: tuple[str, ...]
-    distinct: Getter | None = None
+    distinct: KeyFunction | None = None
     distinct_name: str | None = None
 
 
@@ -30,7 +38,7 @@ class Sequence:
 
     steps: tuple[Matcher, ...]
     window: float
-    by: tuple[Getter, ...]
+    by: KeyFunction
     by_names: tuple[str, ...]
 
 
@@ -39,7 +47,7 @@ class Suppression:
     """At most ``max_alerts`` alerts per key within ``window`` seconds."""
 
     window: float
-    by: tuple[Getter, ...]
+    by: KeyFunction
     by_names: tuple[str, ...]
     max_alerts: int = 1
 
@@ -65,8 +73,9 @@ class Rule:
     references: tuple[str, ...]
     path: Path
     line: int
-    protocols: tuple[str, ...] | None
-    operations: tuple[str, ...] | None
+    # What the rule index guarantees before the matcher runs: for each of
+    # INDEX_KEYS the rule pins, the values an event may have.
+    pins: dict[str, frozenset[Any]]
     matcher: Matcher | None
     explain: tuple[tuple[str, Getter | str | None], ...]
     threshold: Threshold | None = None
@@ -76,6 +85,11 @@ class Rule:
     enabled: bool = True
     inactive_reason: str | None = None
     source: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def protocols(self) -> tuple[str, ...] | None:
+        pinned = self.pins.get("protocol")
+        return tuple(sorted(pinned)) if pinned is not None else None
 
     @property
     def active(self) -> bool:

@@ -330,15 +330,17 @@ class ModbusSession:
         reference = quantity = sub = 0
         access = ACCESS.get(fc, OTHER)
         operation = OPERATION.get(fc)
-        if fc <= 4:
-            if body == 4:
+        # A fixed-size request with bytes to spare is decoded (a server may
+        # act on it, as Wireshark shows it) and flagged; a short one is not.
+        if 1 <= fc <= 4:
+            if body >= 4:
                 reference, quantity = _U16X2.unpack_from(data, p)
                 fields["reference_num"] = reference
                 fields["bit_cnt" if fc <= 2 else "word_cnt"] = quantity
-            else:
+            if body != 4:
                 malformed = BAD_LENGTH
         elif fc == 5 or fc == 6:
-            if body == 4:
+            if body >= 4:
                 reference, value = _U16X2.unpack_from(data, p)
                 fields["reference_num"] = reference
                 fields["data"] = data[p + 2 : p + 4].hex()
@@ -347,7 +349,7 @@ class ModbusSession:
                 else:
                     fields["regval_uint16"] = [value]
                 quantity = 1
-            else:
+            if body != 4:
                 malformed = BAD_LENGTH
         elif fc == 15 or fc == 16:
             if body >= 5:
@@ -383,15 +385,16 @@ class ModbusSession:
                 malformed = BAD_LENGTH
         elif fc in (7, 11, 12, 17):
             if body != 0:
+                fields["data"] = data[p:end].hex()
                 malformed = BAD_LENGTH
         elif fc == 22:
-            if body == 6:
+            if body >= 6:
                 reference, and_mask, or_mask = _U16X3.unpack_from(data, p)
                 fields["reference_num"] = reference
                 fields["and_mask"] = and_mask
                 fields["or_mask"] = or_mask
                 quantity = 1
-            else:
+            if body != 6:
                 malformed = BAD_LENGTH
         elif fc == 23:
             if body >= 9:
@@ -410,10 +413,10 @@ class ModbusSession:
             else:
                 malformed = BAD_LENGTH
         elif fc == 24:
-            if body == 2:
+            if body >= 2:
                 (reference,) = _U16.unpack_from(data, p)
                 fields["reference_num"] = reference
-            else:
+            if body != 2:
                 malformed = BAD_LENGTH
         elif fc == 20 or fc == 21:
             malformed = self._file_record_request(fc, data, p, end, fields)
@@ -423,10 +426,10 @@ class ModbusSession:
                 fields["mei"] = mei
                 if mei == MeiType.READ_DEVICE_IDENTIFICATION:
                     operation = "read_device_identification"
-                    if body == 3:
+                    if body >= 3:
                         fields["read_device_id"] = data[p + 1]
                         fields["object_id"] = data[p + 2]
-                    else:
+                    if body != 3:
                         malformed = BAD_LENGTH
                 elif mei == MeiType.CANOPEN_GENERAL_REFERENCE:
                     operation = "canopen_general_reference"
@@ -449,14 +452,14 @@ class ModbusSession:
             malformed = UNKNOWN_FUNCTION
         if operation is None:
             operation = "unknown_function"
-        if malformed is None:
-            pending = self.pending
-            if len(pending) >= MAX_PENDING_REQUESTS:
-                # The server never answers these: forget the oldest.
-                del pending[next(iter(pending))]
-                self.unanswered += 1
-            pending[trans_id << 8 | unit_id] = _Request(ts, packet, fc, reference, quantity, sub)
-        else:
+        # Even a malformed request may be answered: keep it for pairing.
+        pending = self.pending
+        if len(pending) >= MAX_PENDING_REQUESTS:
+            # The server never answers these: forget the oldest.
+            del pending[next(iter(pending))]
+            self.unanswered += 1
+        pending[trans_id << 8 | unit_id] = _Request(ts, packet, fc, reference, quantity, sub)
+        if malformed is not None:
             self.flow.violation(f"{malformed} in function {fc} request")
         self.emit(IcsEvent(
             ts, self.flow, True, PROTOCOL_NAME, REQUEST, access, operation, unit_id,
@@ -522,18 +525,21 @@ class ModbusSession:
             response_time = ts - request.ts
             request_packet = request.packet
             if request.function != fc:
+                # Some servers (pymodbus among them) answer an unsupported
+                # function with function code 0x80: keep what was asked.
+                fields["request_func_code"] = request.function
                 request = None
         access = ACCESS.get(fc, OTHER)
         operation = OPERATION.get(fc)
         malformed: str | None = None
         if code & 0x80:
-            if body == 1:
+            if body >= 1:
                 exception_code = data[p]
                 fields["exception_code"] = exception_code
                 name = EXCEPTION_NAMES.get(exception_code)
                 if name is not None:
                     fields["exception"] = name
-            else:
+            if body != 1:
                 malformed = BAD_LENGTH
             if fc == 8 and request is not None and request.sub in CONTROL_DIAGNOSTICS:
                 access = CONTROL
@@ -554,7 +560,9 @@ class ModbusSession:
                 fields, packet, malformed, response_time, request_packet, True,
             ))
             return
-        if fc <= 4:
+        # As for requests: a fixed-size response with bytes to spare is
+        # decoded and flagged.
+        if 1 <= fc <= 4:
             byte_cnt = data[p] if body >= 1 else -1
             if byte_cnt >= 0 and byte_cnt == body - 1:
                 fields["byte_cnt"] = byte_cnt
@@ -562,7 +570,7 @@ class ModbusSession:
                     fields["reference_num"] = request.reference
                 if fc <= 2:
                     count = byte_cnt * 8
-                    if request is not None and request.quantity <= count:
+                    if request is not None and 0 < request.quantity <= count:
                         count = request.quantity
                     fields["bitval"] = _bits(data, p + 1, count)
                 elif byte_cnt % 2 == 0:
@@ -572,7 +580,7 @@ class ModbusSession:
             else:
                 malformed = BAD_LENGTH
         elif fc == 5 or fc == 6:
-            if body == 4:
+            if body >= 4:
                 reference, value = _U16X2.unpack_from(data, p)
                 fields["reference_num"] = reference
                 fields["data"] = data[p + 2 : p + 4].hex()
@@ -580,14 +588,14 @@ class ModbusSession:
                     fields["bitval"] = [value == 0xFF00]
                 else:
                     fields["regval_uint16"] = [value]
-            else:
+            if body != 4:
                 malformed = BAD_LENGTH
         elif fc == 15 or fc == 16:
-            if body == 4:
+            if body >= 4:
                 reference, quantity = _U16X2.unpack_from(data, p)
                 fields["reference_num"] = reference
                 fields["bit_cnt" if fc == 15 else "word_cnt"] = quantity
-            else:
+            if body != 4:
                 malformed = BAD_LENGTH
         elif fc == 8:
             if body >= 2:
@@ -602,14 +610,14 @@ class ModbusSession:
             else:
                 malformed = BAD_LENGTH
         elif fc == 7:
-            if body == 1:
+            if body >= 1:
                 fields["data"] = data[p : p + 1].hex()
-            else:
+            if body != 1:
                 malformed = BAD_LENGTH
         elif fc == 11:
-            if body == 4:
+            if body >= 4:
                 fields["ev_status"], fields["ev_count"] = _U16X2.unpack_from(data, p)
-            else:
+            if body != 4:
                 malformed = BAD_LENGTH
         elif fc == 12:
             if body >= 7 and data[p] == body - 1:
@@ -628,12 +636,12 @@ class ModbusSession:
             else:
                 malformed = BAD_LENGTH
         elif fc == 22:
-            if body == 6:
+            if body >= 6:
                 reference, and_mask, or_mask = _U16X3.unpack_from(data, p)
                 fields["reference_num"] = reference
                 fields["and_mask"] = and_mask
                 fields["or_mask"] = or_mask
-            else:
+            if body != 6:
                 malformed = BAD_LENGTH
         elif fc == 23:
             if body >= 1 and data[p] == body - 1 and data[p] % 2 == 0:
@@ -761,7 +769,7 @@ FIELDS: Final = (
     ("record_length", "list[int]"), ("mei", "int"), ("read_device_id", "int"),
     ("object_id", "list[int]"), ("conformity_level", "int"), ("more_follows", "int"),
     ("next_object_id", "int"), ("num_objects", "int"), ("object_str_value", "list[str]"),
-    ("device_identification", "map"),
+    ("device_identification", "map"), ("request_func_code", "int"),
 )
 
 
@@ -780,6 +788,14 @@ def address_range(event: IcsEvent) -> tuple[int, int] | None:
     return (start, start + max(count, 1) - 1)
 
 
+def requested_function(event: IcsEvent) -> int | None:
+    """The function code the client asked for, even when the server's
+    exception response carries another (``request_func_code``)."""
+    fields = event.fields
+    code: int | None = fields.get("request_func_code", fields.get("func_code"))
+    return code
+
+
 PROTOCOL: Final = ProtocolSpec(
     name=PROTOCOL_NAME,
     transport="tcp",
@@ -792,5 +808,8 @@ PROTOCOL: Final = ProtocolSpec(
         "malformed",
     })),
     fields=FIELDS,
-    derived={"address_range": ("range", address_range)},
+    derived={
+        "address_range": ("range", address_range),
+        "requested_function": ("int", requested_function),
+    },
 )
