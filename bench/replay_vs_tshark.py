@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_modbus_capture import build  # noqa: E402
+from make_modbus_capture import build
 
 
 def _count_packets(path: Path) -> int:
@@ -80,7 +80,7 @@ def main() -> None:
             results[name] = best
         reference = packets / results["tshark -T fields -e modbus.func_code"][0]
         print(f"capture: {capture} ({packets} packets, {capture.stat().st_size} bytes)")
-        print(f"{'run':<42} {'seconds':>8} {'packets/s':>11} {'peak MiB':>9} {'× tshark':>9}")
+        print(f"{'run':<42} {'seconds':>8} {'packets/s':>11} {'peak MiB':>9} {'x tshark':>9}")
         for name, (seconds, rss) in results.items():
             rate = packets / seconds
             print(f"{name:<42} {seconds:8.2f} {rate:11,.0f} {rss:9.1f} {rate / reference:9.2f}")

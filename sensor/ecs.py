@@ -12,7 +12,6 @@ from typing import Any
 
 from sensor.event import IcsEvent
 
-
 _last_second = -1
 _last_prefix = ""
 
