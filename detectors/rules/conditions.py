@@ -145,6 +145,8 @@ class Compiler:
         self.groups = groups
         self.fields = catalogue()
         self.groups_used: set[str] = set()
+        # Fields the last compiled matcher tested (not those left to the index).
+        self.tested: set[str] = set()
         self.negated_groups: set[str] = set()
 
     def field(self, name: str, line: int) -> Field:
@@ -176,6 +178,7 @@ class Compiler:
                 predicate = self.condition(value, field.kind, where, field.name)
                 if key in skip:
                     continue
+                self.tested.add(field.name)
                 test = _field_test(field.get, predicate)
                 (costly if field.protocol else cheap).append(test)
         tests = cheap + costly

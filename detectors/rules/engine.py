@@ -19,6 +19,7 @@ from detectors.rules.model import INDEX_KEYS, Rule
 from sensor.event import IcsEvent
 
 MAX_KEYS_PER_RULE: Final = 10_000
+MAX_FLOW_CACHE: Final = 100_000
 NO_ALERTS: Final[tuple[Alert, ...]] = ()
 IndexKey = tuple[str, str, str, str, bool, bool]
 
@@ -58,9 +59,10 @@ class _Progress:
 
 
 class _RuleState:
-    __slots__ = ("alerts", "progress", "suppressed", "suppressions", "windows")
+    __slots__ = ("alerts", "flow_matches", "progress", "suppressed", "suppressions", "windows")
 
     def __init__(self) -> None:
+        self.flow_matches: dict[int, bool] = {}
         self.windows: dict[tuple[Any, ...], _Window] = {}
         self.progress: dict[tuple[Any, ...], _Progress] = {}
         self.suppressions: dict[tuple[Any, ...], tuple[float, int]] = {}
@@ -116,6 +118,11 @@ class RuleEngine:
         for rule in rules:
             if rule.sequence is not None:
                 alert = self._sequence(rule, event)
+            elif rule.flow_level:
+                if not self._flow_match(rule, event):
+                    continue
+                alert = self._threshold(rule, event) if rule.threshold else self._single(
+                    rule, event)
             elif rule.matcher is not None and not rule.matcher(event):
                 continue
             elif rule.threshold is not None:
@@ -127,6 +134,18 @@ class RuleEngine:
                     alerts = []
                 alerts.append(alert)
         return alerts if alerts is not None else NO_ALERTS
+
+    def _flow_match(self, rule: Rule, event: IcsEvent) -> bool:
+        cache = self.state[rule.id].flow_matches
+        flow = event.flow
+        key = (flow.number << 1) | event.from_initiator
+        hit = cache.get(key)
+        if hit is None:
+            if len(cache) >= MAX_FLOW_CACHE:
+                cache.clear()
+            assert rule.matcher is not None
+            hit = cache[key] = rule.matcher(event)
+        return hit
 
     # -- kinds of rule -----------------------------------------------------
 

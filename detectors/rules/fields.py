@@ -19,6 +19,13 @@ from sensor.protocols import registry
 
 Getter = Callable[[IcsEvent], Any]
 
+# Fields whose value is the same for every event of one flow direction: a
+# matcher testing only these is evaluated once per flow direction.
+FLOW_FIELDS = frozenset({
+    "source.ip", "source.port", "source.mac", "destination.ip", "destination.port",
+    "destination.mac", "network.transport", "network.community_id",
+})
+
 KINDS = frozenset(
     {"int", "float", "str", "bool", "ip", "list[int]", "list[bool]", "list[str]", "map", "range"}
 )

@@ -34,7 +34,7 @@ from typing import Any, Final
 from detectors.alert import SEVERITIES
 from detectors.attack import TECHNIQUES
 from detectors.rules.conditions import Compiler, ConditionError, HostGroups, Matcher, Network
-from detectors.rules.fields import Getter, operations_of, protocol_names
+from detectors.rules.fields import FLOW_FIELDS, Getter, operations_of, protocol_names
 from detectors.rules.model import (
     INDEX_KEYS,
     KeyFunction,
@@ -330,11 +330,14 @@ def _build_rule(path: Path, raw: Any, compiler: Compiler) -> Rule:
     if match_spec is None and sequence_spec is None:
         raise ConditionError(raw.line, "a rule needs 'match' or 'sequence'")
     matcher: Matcher | None = None
+    flow_level = False
     pins: dict[str, frozenset[Any]] = {}
     if match_spec is not None:
         pins = _pins(match_spec, raw.line_of("match"))
         skip = frozenset(pins) if sequence_spec is None else frozenset()
+        compiler.tested.clear()
         matcher = compiler.match(match_spec, raw.line_of("match"), skip)
+        flow_level = matcher is not None and compiler.tested <= FLOW_FIELDS
         if matcher is None and sequence_spec is None and not pins:
             raise ConditionError(raw.line_of("match"), "match tests nothing")
 
@@ -402,6 +405,7 @@ def _build_rule(path: Path, raw: Any, compiler: Compiler) -> Rule:
         pins=pins, matcher=matcher, explain=explain,
         threshold=threshold, sequence=sequence, suppress=suppress, tests=tests,
         enabled=enabled, inactive_reason=inactive, source=dict(raw),
+        flow_level=flow_level and sequence is None,
     )
 
 

@@ -85,6 +85,9 @@ class Rule:
     enabled: bool = True
     inactive_reason: str | None = None
     source: dict[str, Any] = field(default_factory=dict)
+    # The matcher tests only flow-level fields (addresses, ports): its
+    # result is cached per flow direction.
+    flow_level: bool = False
 
     @property
     def protocols(self) -> tuple[str, ...] | None:
