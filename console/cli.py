@@ -123,8 +123,12 @@ def _replay(args: argparse.Namespace) -> int:
             packet_filter = compile_filter(args.filter)
         except FilterError as exc:
             raise UsageError(f"--filter: {exc}") from None
-    for path in args.files:
-        CaptureFile(path).check()  # every input readable before any output
+    for path in args.files:  # every input readable before any output
+        capture = CaptureFile(path)
+        try:
+            capture.check()
+        finally:
+            capture.close()
     out: TextIO = sys.stdout
     if args.output:
         try:

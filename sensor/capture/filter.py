@@ -2,8 +2,10 @@
 
 Grammar (a subset of pcap-filter(7)): primitives ``tcp``, ``udp``, ``ip``,
 ``ip6``, ``[src|dst] host ADDR``, ``[src|dst] net CIDR``, ``[src|dst] port N``,
-``[src|dst] portrange N-M``, joined with ``and``/``&&``, ``or``/``||``,
-``not``/``!`` and parentheses. It is compiled once into a Python closure; the
+``[src|dst] portrange N-M``, each of the last four optionally qualified by a
+protocol (``tcp port 502``), joined with ``and``/``&&`` and ``or``/``||``
+(equal precedence, left to right, as in tcpdump), ``not``/``!`` and
+parentheses. It is compiled once into a Python closure; the
 flow table evaluates it once per flow and direction, never per packet.
 """
 
@@ -17,7 +19,17 @@ from sensor.flows.table import PacketFilter
 
 Predicate = Callable[[int, bytes, bytes, int, int], bool]
 
-_TOKEN = re.compile(r"\s*(\(|\)|&&|\|\||!|[^\s()!]+)")
+_TOKEN = re.compile(r"\s*(\(|\)|&&|\|\||!|[^\s()!&|]+)")
+
+
+_PROTOCOLS: dict[str, Predicate] = {
+    "tcp": lambda t, s, d, sp, dp: t == 6,
+    "udp": lambda t, s, d, sp, dp: t == 17,
+    "ip": lambda t, s, d, sp, dp: len(s) == 4,
+    "ip6": lambda t, s, d, sp, dp: len(s) == 16,
+}
+# Keywords a protocol name may qualify.
+_QUALIFIED = frozenset({"src", "dst", "host", "net", "port", "portrange"})
 
 
 class FilterError(ValueError):
@@ -53,20 +65,21 @@ class _Parser:
         return token
 
     def expression(self) -> Predicate:
-        left = self.term()
-        while self.peek() in ("or", "||"):
-            self.take()
-            right = self.term()
-            left = (lambda a, b: lambda *p: a(*p) or b(*p))(left, right)
-        return left
-
-    def term(self) -> Predicate:
+        # pcap-filter(7): "and" and "or" have equal precedence and associate
+        # left to right; only "not" binds tighter.
         left = self.factor()
-        while self.peek() in ("and", "&&"):
-            self.take()
-            right = self.factor()
-            left = (lambda a, b: lambda *p: a(*p) and b(*p))(left, right)
-        return left
+        while True:
+            token = self.peek()
+            if token in ("and", "&&"):
+                self.take()
+                right = self.factor()
+                left = (lambda a, b: lambda *p: a(*p) and b(*p))(left, right)
+            elif token in ("or", "||"):
+                self.take()
+                right = self.factor()
+                left = (lambda a, b: lambda *p: a(*p) or b(*p))(left, right)
+            else:
+                return left
 
     def factor(self) -> Predicate:
         token = self.take()
@@ -75,20 +88,21 @@ class _Parser:
             return lambda *p: not inner(*p)
         if token == "(":
             inner = self.expression()
-            if self.take() != ")":
+            if self.peek() != ")":
                 raise FilterError("missing ')' in filter")
+            self.take()
             return inner
         return self.primitive(token)
 
     def primitive(self, token: str) -> Predicate:
-        if token == "tcp":
-            return lambda t, s, d, sp, dp: t == 6
-        if token == "udp":
-            return lambda t, s, d, sp, dp: t == 17
-        if token == "ip":
-            return lambda t, s, d, sp, dp: len(s) == 4
-        if token == "ip6":
-            return lambda t, s, d, sp, dp: len(s) == 16
+        protocol = _PROTOCOLS.get(token)
+        if protocol is not None:
+            if self.peek() in _QUALIFIED:
+                # "tcp port 502", "ip6 src net 2001:db8::/32": the protocol
+                # qualifies the primitive after it.
+                qualified = self.primitive(self.take())
+                return lambda *p: protocol(*p) and qualified(*p)
+            return protocol
         direction = "either"
         if token in ("src", "dst"):
             direction = token

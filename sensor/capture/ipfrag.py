@@ -23,7 +23,11 @@ class _Partial:
 class FragmentReassembler:
     """Collects fragments by (src, dst, id, protocol) until a datagram is whole.
 
-    Overlapping fragments keep the bytes that arrived first. Caps on pending
+    Where fragments overlap, the bytes come from the fragment with the lower
+    offset (at equal offsets, the longer one), whatever order they arrived
+    in, so a replay gives the same datagram every time; datagrams that had
+    overlaps are counted (``ip_fragment_overlaps``: retransmissions, or an
+    evasion attempt when the overlapping bytes differ). Caps on pending
     datagrams and bytes shed the oldest; ``counters`` records why.
     """
 
@@ -62,10 +66,13 @@ class FragmentReassembler:
             return None
         out = bytearray(partial.total)
         covered = 0
+        overlaps = False
         for frag_offset in sorted(partial.fragments):
             frag = partial.fragments[frag_offset]
             if frag_offset > covered:
                 return None  # a hole: overlaps made size look complete
+            if frag_offset < covered:
+                overlaps = True
             tail = frag_offset + len(frag) - covered
             if tail > 0:
                 out[covered : covered + tail] = frag[len(frag) - tail :]
@@ -74,6 +81,8 @@ class FragmentReassembler:
             return None
         self._drop(key)
         self._count("ip_datagrams_reassembled")
+        if overlaps:
+            self._count("ip_fragment_overlaps")
         return bytes(out[: partial.total])
 
     def _drop(self, key: FragmentKey) -> None:

@@ -70,6 +70,11 @@ class CaptureFile:
             self._stream.seek(0)
         _format(self.path, magic)
 
+    def close(self) -> None:
+        """Release the file (`frames()` does so itself when it ends)."""
+        self._stream.close()
+        self._raw.close()
+
     def frames(self) -> Iterator[Frame]:
         """Yield every frame of the file, then close it."""
         path, stream = self.path, self._stream
@@ -217,6 +222,14 @@ def _pcapng(path: Path | str, stream: BinaryIO, first: bytes) -> Iterator[Frame]
             buf = buf[off:] + chunk
             off = 0
             continue
+        (trailer,) = struct.unpack_from(endian + "I", buf, off + block_len - 4)
+        if trailer != block_len:
+            # Both ends of a block carry its length; a mismatch means the
+            # leading one is corrupt and everything after it would be misread.
+            raise CaptureError(
+                path, f"corrupt pcapng block (length {block_len}, trailer says {trailer}) "
+                f"after {number} packets"
+            )
         body_start = off + 8
         if block_type == 6:  # Enhanced Packet Block
             if_id, ts_high, ts_low, caplen, origlen = struct.unpack_from(

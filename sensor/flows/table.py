@@ -90,7 +90,13 @@ class FlowTable:
         frame: bytes,
         mac_offset: int,
     ) -> None:
+        if ts >= self.next_sweep:
+            # Before the look-up: a flow idle past its timeout is gone before
+            # its next packet, which then starts a new flow.
+            self._sweep(ts)
         entry = self.tcp.get((src, dst, sport, dport))
+        if entry is not None and flags & SYN and self._reused(entry, seq, ts):
+            entry = None
         if entry is None:
             if not payload and not flags & SYN:
                 self.count("tcp_packets_without_flow")
@@ -99,8 +105,6 @@ class FlowTable:
             if entry is None:
                 return
         flow, from_initiator = entry
-        if ts >= self.next_sweep:
-            self._sweep(ts)
         flow.last_ts = ts
         if from_initiator:
             flow.packets_from_initiator += 1
@@ -120,8 +124,10 @@ class FlowTable:
         if flags & ACK:
             peer.acked = ack
         if flags & SYN:
-            stream.next_seq = (seq + 1) & SEQ_MASK
-            seq = stream.next_seq
+            if seq != stream.syn_seq:  # not a retransmission: (re)start here
+                stream.syn_seq = seq
+                stream.next_seq = (seq + 1) & SEQ_MASK
+            seq = (seq + 1) & SEQ_MASK
         if payload and (flow.session is not None or flow.probes_left):
             if stream.next_seq == seq and not stream.pending:
                 stream.next_seq = (seq + len(payload)) & SEQ_MASK
@@ -180,41 +186,64 @@ class FlowTable:
         if d == 0:
             stream.next_seq = (stream.next_seq + len(payload)) & SEQ_MASK
             self._deliver(flow, from_initiator, payload, ts, number)
+            self._drain(flow, stream, from_initiator, ts, number)
+            return
+        self.count("tcp_out_of_order_segments")
+        self.buffered_bytes += stream.hold(seq, payload, number, ts)
+        if (
+            len(stream.pending) > MAX_PENDING_SEGMENTS
+            or stream.pending_bytes > MAX_PENDING_BYTES
+        ):
+            self.count("tcp_gaps_stream_cap")
+        elif self.buffered_bytes > self.max_buffered_bytes:
+            self.count("tcp_gaps_global_cap")
+        elif stream.acked >= 0 and seq_diff(stream.acked, seq) >= 0:
+            # The peer acknowledged bytes up to this segment: the hole
+            # was delivered to it but never reached the capture.
+            self.count("tcp_gaps_acked")
         else:
-            self.count("tcp_out_of_order_segments")
-            self.buffered_bytes += stream.hold(seq, payload)
-            if (
-                len(stream.pending) > MAX_PENDING_SEGMENTS
-                or stream.pending_bytes > MAX_PENDING_BYTES
-            ):
-                self.count("tcp_gaps_stream_cap")
-                self._skip_gap(flow, stream, from_initiator)
-            elif self.buffered_bytes > self.max_buffered_bytes:
-                self.count("tcp_gaps_global_cap")
-                self._skip_gap(flow, stream, from_initiator)
-            elif stream.acked >= 0 and seq_diff(stream.acked, seq) >= 0:
-                # The peer acknowledged bytes up to this segment: the hole
-                # was delivered to it but never reached the capture.
-                self.count("tcp_gaps_acked")
-                self._skip_gap(flow, stream, from_initiator)
-        self._drain(flow, stream, from_initiator, ts, number)
+            return
+        self._skip_gap(flow, stream, from_initiator)
+        self._drain(flow, stream, from_initiator)
 
     def _drain(
-        self, flow: Flow, stream: TcpStream, from_initiator: bool, ts: float, number: int
+        self, flow: Flow, stream: TcpStream, from_initiator: bool, ts: float = 0.0,
+        number: int = 0,
     ) -> None:
+        """Deliver the held segments that now follow ``next_seq``. After a
+        hole was filled by packet ``number`` they are stamped with it (that
+        packet completed them); after a hole was given up on (``number`` 0)
+        each keeps the number and time of the packet that brought it."""
         while stream.pending:
             before = stream.pending_bytes
             data = stream.pop_ready()
             self.buffered_bytes -= before - stream.pending_bytes
             if data is None:
                 return
-            self._deliver(flow, from_initiator, data, ts, number)
+            if number:
+                self._deliver(flow, from_initiator, data, ts, number)
+            else:
+                self._deliver(flow, from_initiator, data, stream.ready_ts, stream.ready_packet)
 
     def _skip_gap(self, flow: Flow, stream: TcpStream, from_initiator: bool) -> None:
         lost = stream.skip_gap()
         self.count("tcp_gap_bytes", lost)
         if flow.session is not None:
             flow.session.gap(from_initiator, lost)
+
+    def _reused(self, entry: Entry, seq: int, ts: float) -> bool:
+        """A SYN from a side that already sent something, with a sequence
+        number other than its first SYN's, is a new connection on the same
+        ports (the old one's FIN or RST was not seen): close the old flow so
+        nothing of it (a partial PDU, held segments) leaks into the new one.
+        A retransmitted SYN, even a late one, changes nothing."""
+        flow, from_initiator = entry
+        stream = flow.stream_from_initiator if from_initiator else flow.stream_from_responder
+        if stream is None or stream.next_seq < 0 or seq == stream.syn_seq:
+            return False
+        self.count("flows_closed_reused")
+        self._close(flow, ts)
+        return True
 
     def _fin_or_rst(self, flow: Flow, from_initiator: bool, flags: int, ts: float) -> None:
         if flags & RST:
@@ -274,6 +303,8 @@ class FlowTable:
         frame: bytes,
         mac_offset: int,
     ) -> None:
+        if ts >= self.next_sweep:
+            self._sweep(ts)
         entry = self.udp.get((src, dst, sport, dport))
         if entry is None:
             sender_initiates = self._sender_is_client(self.udp_ports, sport, dport)
@@ -291,8 +322,6 @@ class FlowTable:
             self.udp[(src, dst, sport, dport)] = entry
             self.udp[(dst, src, dport, sport)] = (flow, not sender_initiates)
         flow, from_initiator = entry
-        if ts >= self.next_sweep:
-            self._sweep(ts)
         flow.last_ts = ts
         if from_initiator:
             flow.packets_from_initiator += 1
@@ -377,7 +406,7 @@ class FlowTable:
                 # Whatever still waits behind a hole is delivered after it.
                 while stream.pending:
                     self._skip_gap(flow, stream, from_initiator)
-                    self._drain(flow, stream, from_initiator, ts, 0)
+                    self._drain(flow, stream, from_initiator)
         if flow.session is not None:
             flow.session.close(ts)
         table = self.tcp if flow.transport == TCP else self.udp

@@ -21,26 +21,34 @@ class TcpStream:
     """Reassembly state of one direction. ``next_seq`` is -1 until the first
     SYN or data segment sets it; ``acked`` is the highest ACK the peer sent,
     which tells bytes the capture missed (the peer got them) from bytes still
-    in flight."""
+    in flight; ``syn_seq`` tells a retransmitted SYN from a new connection
+    on the same ports. A held segment keeps the number and time of the packet that
+    brought it; `pop_ready` leaves them in ``ready_packet`` and ``ready_ts``."""
 
-    __slots__ = ("acked", "gap_bytes", "gaps", "next_seq", "pending", "pending_bytes")
+    __slots__ = (
+        "acked", "gap_bytes", "gaps", "next_seq", "pending", "pending_bytes", "ready_packet",
+        "ready_ts", "syn_seq",
+    )
 
     def __init__(self) -> None:
         self.next_seq = -1
         self.acked = -1
-        self.pending: dict[int, bytes] = {}
+        self.pending: dict[int, tuple[bytes, int, float]] = {}
         self.pending_bytes = 0
         self.gaps = 0
         self.gap_bytes = 0
+        self.ready_packet = 0
+        self.ready_ts = 0.0
+        self.syn_seq = -1  # sequence number of this side's SYN, once seen
 
-    def hold(self, seq: int, payload: bytes) -> int:
+    def hold(self, seq: int, payload: bytes, packet: int, ts: float) -> int:
         """Keep a segment that arrived ahead of ``next_seq``; returns the bytes
         added to the buffer (negative when a shorter copy was replaced)."""
         old = self.pending.get(seq)
-        if old is not None and len(old) >= len(payload):
+        if old is not None and len(old[0]) >= len(payload):
             return 0
-        self.pending[seq] = payload
-        added = len(payload) - (len(old) if old is not None else 0)
+        self.pending[seq] = (payload, packet, ts)
+        added = len(payload) - (len(old[0]) if old is not None else 0)
         self.pending_bytes += added
         return added
 
@@ -57,7 +65,7 @@ class TcpStream:
             for seq in self.pending:
                 d = seq_diff(seq, self.next_seq)
                 if d <= 0:
-                    data = self.pending.pop(seq)
+                    data, self.ready_packet, self.ready_ts = self.pending.pop(seq)
                     self.pending_bytes -= len(data)
                     if d + len(data) <= 0:
                         break  # wholly old: a retransmission; look again

@@ -160,6 +160,15 @@ def _bits(data: bytes, start: int, count: int) -> list[bool]:
     return [bool(data[start + (i >> 3)] >> (i & 7) & 1) for i in range(count)]
 
 
+def _frames(data: bytes, offset: int) -> bool:
+    """Could an ADU header at ``offset`` frame the rest of ``data``
+    (whatever its protocol id)?"""
+    if len(data) - offset < 8:
+        return False
+    (length,) = _U16.unpack_from(data, offset + 4)
+    return 2 <= length <= 254 and offset + 6 + length <= len(data)
+
+
 class _Request:
     """What a response needs from its request (kept until paired)."""
 
@@ -211,6 +220,7 @@ class ModbusSession:
                 self.buffer_from_initiator = b""
             elif self.resync_initiator:
                 if not probe(data, True):
+                    self._unframeable(data)
                     return
                 self.resync_initiator = False
         else:
@@ -219,6 +229,7 @@ class ModbusSession:
                 self.buffer_from_responder = b""
             elif self.resync_responder:
                 if not probe(data, False):
+                    self._unframeable(data)
                     return
                 self.resync_responder = False
         size = len(data)
@@ -233,6 +244,11 @@ class ModbusSession:
             end = offset + 6 + length
             if end > size:
                 break
+            if end + 4 <= size and data[end + 2] | data[end + 3] and not _frames(data, end):
+                # What follows is no ADU, not even a damaged one: the MBAP
+                # length is shorter than the PDU sent. The tail belongs to
+                # this PDU, which the decoder flags bad_length.
+                end = size
             if from_initiator:
                 self._request(data, offset + 7, end, trans_id, length, unit_id, ts, packet)
             else:
@@ -265,6 +281,17 @@ class ModbusSession:
         self.buffer_from_initiator = self.buffer_from_responder = b""
         self.unanswered += len(self.pending)
         self.pending.clear()
+
+    def _unframeable(self, data: bytes) -> None:
+        """A segment that does not start with an MBAP header while
+        resynchronising: on a flow never confirmed as Modbus it counts
+        towards disabling the analyzer."""
+        flow = self.flow
+        if flow.analyzer_status == CONFIRMED:
+            return
+        self.violations += 1
+        if self.violations >= VIOLATIONS_BEFORE_DISABLE:
+            flow.disable(f"not Modbus/TCP: {len(data)} bytes with no MBAP header")
 
     def _framing_violation(
         self,
@@ -452,6 +479,8 @@ class ModbusSession:
             malformed = UNKNOWN_FUNCTION
         if operation is None:
             operation = "unknown_function"
+        if malformed is None and end - start != length - 1:
+            malformed = BAD_LENGTH
         # Even a malformed request may be answered: keep it for pairing.
         pending = self.pending
         if len(pending) >= MAX_PENDING_REQUESTS:
@@ -551,6 +580,8 @@ class ModbusSession:
                 operation = "unknown_function"
                 if malformed is None:
                     malformed = UNKNOWN_FUNCTION
+            if malformed is None and end - start != length - 1:
+                malformed = BAD_LENGTH
             if malformed is None:
                 flow.analyzer_status = CONFIRMED
             else:
@@ -684,6 +715,8 @@ class ModbusSession:
             malformed = UNKNOWN_FUNCTION
         if operation is None:
             operation = "unknown_function"
+        if malformed is None and end - start != length - 1:
+            malformed = BAD_LENGTH
         if malformed is None:
             flow.analyzer_status = CONFIRMED
         else:

@@ -82,6 +82,27 @@ def test_raw_ip_link_types(tmp_path: Path, linktype: int, ipv6: bool) -> None:
     assert summary(events) == MODBUS_EXCHANGE_EVENTS
 
 
+@pytest.mark.parametrize(
+    ("header", "ipv6"),
+    [
+        (struct.pack("<I", 2), False),  # AF_INET, little-endian host
+        (struct.pack(">I", 2), False),  # AF_INET, big-endian host
+        (struct.pack("<I", 24), True),  # AF_INET6 on NetBSD/OpenBSD
+        (struct.pack("<I", 28), True),  # ... on FreeBSD
+        (struct.pack("<I", 30), True),  # ... on macOS
+        (struct.pack(">I", 30), True),
+    ],
+    ids=["inet-le", "inet-be", "inet6-24", "inet6-28", "inet6-30", "inet6-30-be"],
+)
+@pytest.mark.parametrize("linktype", [0, 108], ids=["null", "loop"])
+def test_bsd_loopback_address_families(
+    tmp_path: Path, header: bytes, ipv6: bool, linktype: int
+) -> None:
+    records = [(ts, header + frame) for ts, frame in frames(_exchange(ipv6), "raw")]
+    events, _ = replay([write(tmp_path / "lo.pcap", pcap_bytes(records, linktype))])
+    assert summary(events) == MODBUS_EXCHANGE_EVENTS
+
+
 def test_ethernet_and_vlan_macs_reach_the_event(tmp_path: Path) -> None:
     for linktype in ("ethernet", "qinq"):
         events, _ = replay_packets(tmp_path, _exchange(), name=f"{linktype}.pcap",
@@ -175,6 +196,7 @@ def test_ipv4_fragments(tmp_path: Path, order: str) -> None:
     # Frames 4-6 carry the first three fragments; the third fills the last hole.
     assert rows[0][0] == 6
     assert stats.counters["ip_datagrams_reassembled"] == 1
+    assert stats.counters.get("ip_fragment_overlaps") == (1 if order == "overlapping" else None)
 
 
 def test_ipv4_fragment_hole_is_never_delivered(tmp_path: Path) -> None:

@@ -24,6 +24,9 @@ from builders import (
     pcap_bytes,
     pcapng_block,
     pcapng_bytes,
+    pcapng_epb,
+    pcapng_idb,
+    pcapng_shb,
     read_holding,
     read_holding_reply,
     replay,
@@ -31,6 +34,7 @@ from builders import (
     write,
     write_pcap,
 )
+from scapy.layers.l2 import Ether
 from scapy.utils import PcapNgWriter, wrpcap
 
 from sensor.capture.reader import CaptureError, CaptureFile, read_frames
@@ -151,10 +155,7 @@ def test_files_written_by_scapy(tmp_path: Path) -> None:
     """An independent writer: scapy's pcap and pcapng output reads the same."""
     packets = []
     for i, packet in enumerate(_exchange().packets):
-        framed = link_frame(packet, "ethernet")
-        from scapy.layers.l2 import Ether
-
-        ether = Ether(framed)
+        ether = Ether(link_frame(packet, "ethernet"))
         ether.time = START_TS + i * 0.001
         packets.append(ether)
     wrpcap(str(tmp_path / "scapy.pcap"), packets)
@@ -330,12 +331,80 @@ def test_gzip_cut_short(tmp_path: Path) -> None:
 
 
 def test_gzip_with_corrupt_deflate_data(tmp_path: Path) -> None:
-    """Damage inside the compressed stream (zlib.error) is a CaptureError too."""
-    packets = _exchange().packets * 20
-    compressed = bytearray(gzip.compress(pcap_bytes(frames(packets)), mtime=0))
-    for i in range(40, 200):
+    """Damage inside the compressed stream (zlib.error, not an OSError) is a
+    CaptureError too, whether the first bytes or later ones are hit."""
+    compressed = bytearray(gzip.compress(pcap_bytes(frames(_exchange().packets)), mtime=0))
+    for i in range(20, 60):
         compressed[i] ^= 0x5A
-    path = write(tmp_path / "corrupt.pcap.gz", bytes(compressed))
-    with pytest.raises(CaptureError) as caught:
-        list(read_frames(path))
-    assert caught.value.path == str(path)
+    early = write(tmp_path / "early.pcap.gz", bytes(compressed))
+    with pytest.raises(CaptureError, match="unreadable: Error -3 while decompressing"):
+        CaptureFile(early).check()
+    with pytest.raises(CaptureError, match="read error: Error -3 while decompressing"):
+        list(read_frames(early))
+    late = write(tmp_path / "late.pcap.gz",
+                 gzip.compress(pcap_bytes(frames(_exchange().packets)), mtime=0)
+                 + gzip.compress(b"", mtime=0)[:10] + b"\xff" * 16)
+    CaptureFile(late).check()
+    with pytest.raises(CaptureError, match="read error: Error -3 while decompressing"):
+        list(read_frames(late))
+
+
+def test_pcapng_leading_and_trailing_block_lengths_disagree(tmp_path: Path) -> None:
+    """A leading length that is plausible (a multiple of 4, inside the file)
+    but wrong: caught by the trailing copy, not read as a shorter packet."""
+    packets = _exchange().packets
+    content = bytearray(_pcapng(packets))
+    epb = 28 + 20  # after the SHB and the IDB
+    (length,) = struct.unpack_from("<I", content, epb + 4)
+    struct.pack_into("<I", content, epb + 4, length - 8)
+    pattern = rf"corrupt pcapng block \(length {length - 8}, trailer says \d+\) after 0 packets$"
+    with pytest.raises(CaptureError, match=pattern):
+        list(read_frames(write(tmp_path / "lengths.pcapng", bytes(content))))
+
+
+def test_pcapng_other_blocks_sections_and_tsoffset(tmp_path: Path) -> None:
+    """Name-resolution, statistics and custom blocks are skipped; a second
+    section (its own SHB) redefines the interfaces; if_tsoffset adds seconds."""
+    packets = _exchange().packets
+    records = frames(packets)
+    nrb = pcapng_block(4, struct.pack("<HH", 0, 0))
+    isb = pcapng_block(5, struct.pack("<III", 0, 0, 0))
+    custom = pcapng_block(0x00000BAD, struct.pack("<I", 32473) + b"hello")
+    offset_idb = pcapng_block(
+        1,
+        struct.pack("<HHI", LINKTYPE_RAW, 0, 65535)
+        + struct.pack("<HHq", 14, 8, 1000)  # if_tsoffset: 1000 s
+        + struct.pack("<HH", 0, 0),
+    )
+    first = _pcapng(packets[:5]) + nrb + isb + custom
+    second = pcapng_shb() + offset_idb + b"".join(
+        pcapng_epb(0, ts - 1000, link_frame(packet, "raw"))
+        for (ts, _), packet in zip(records[5:], packets[5:], strict=True)
+    )
+    path = write(tmp_path / "sections.pcapng", first + second)
+    stamps = [(round(ts, 6), linktype) for ts, linktype, _, _ in read_frames(path)]
+    assert stamps == [(round(ts, 6), LINKTYPE_ETHERNET) for ts, _ in records[:5]] + [
+        (round(ts, 6), LINKTYPE_RAW) for ts, _ in records[5:]
+    ]
+    events, _ = replay([path])
+    assert summary(events) == MODBUS_EXCHANGE_EVENTS
+
+
+def test_pcapng_simple_and_obsolete_packet_blocks(tmp_path: Path) -> None:
+    packets = _exchange().packets
+    blocks = [pcapng_shb(), pcapng_idb(LINKTYPE_ETHERNET)]
+    for i, (ts, frame) in enumerate(frames(packets)):
+        if i % 2:
+            blocks.append(pcapng_block(3, struct.pack("<I", len(frame)) + frame))
+        else:
+            ticks = round(ts * 1_000_000)
+            blocks.append(pcapng_block(2, struct.pack(
+                "<HHIIII", 0, 0, ticks >> 32, ticks & 0xFFFFFFFF, len(frame), len(frame)
+            ) + frame))
+    path = write(tmp_path / "spb.pcapng", b"".join(blocks))
+    got = list(read_frames(path))
+    assert [len(data) for _, _, data, _ in got] == [len(f) for _, f in frames(packets)]
+    # A simple packet block has no timestamp.
+    assert [ts == 0.0 for ts, _, _, _ in got] == [False, True] * 5
+    events, _ = replay([path])
+    assert [row[1:] for row in summary(events)] == [row[1:] for row in MODBUS_EXCHANGE_EVENTS]

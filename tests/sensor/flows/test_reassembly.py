@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from builders import (
+    START_TS,
     TcpConversation,
     read_holding,
     read_holding_reply,
@@ -115,7 +117,7 @@ def test_out_of_order_segments(tmp_path: Path) -> None:
     first = conversation.request(R1 + R2[:4])
     second = conversation.request(R2[4:] + R3[:10])
     third = conversation.request(R3[10:])
-    packets = conversation.packets[:3] + [third, second, first]
+    packets = [*conversation.packets[:3], third, second, first]
     events, stats = replay_packets(tmp_path, packets)
     # Nothing can be decoded until the first segment (packet 6) fills the hole.
     assert [(e.packet, e.fields["trans_id"], e.malformed) for e in events] == [
@@ -154,6 +156,7 @@ def test_overlapping_out_of_order_segments(tmp_path: Path) -> None:
     conversation.request(stream[10:30], seq=base + 10, advance=False)
     conversation.request(stream[:12], seq=base, advance=False)
     events, stats = replay_packets(tmp_path, packets)
+    assert stats.counters["tcp_out_of_order_segments"] == 2
     assert [(e.packet, e.fields["trans_id"], e.malformed) for e in events] == [
         (6, 1, None), (6, 2, None), (6, 3, None),
     ]
@@ -220,6 +223,9 @@ def test_gap_never_acknowledged_is_skipped_at_close(tmp_path: Path) -> None:
     events, stats = replay_packets(tmp_path, packets)
     assert [(e.fields["trans_id"], e.malformed) for e in events] == [(1, None), (3, None)]
     assert stats.counters["tcp_gap_bytes"] == len(R2)
+    # R3 is reported at the packet and time that brought it, not at close.
+    assert [e.packet for e in events] == [4, 5]
+    assert events[1].ts == pytest.approx(START_TS + 0.004)
 
 
 def test_per_stream_segment_cap_gives_up_on_a_hole(tmp_path: Path) -> None:
@@ -234,6 +240,8 @@ def test_per_stream_segment_cap_gives_up_on_a_hole(tmp_path: Path) -> None:
     assert stats.counters["tcp_gaps_stream_cap"] >= 1
     assert stats.counters["tcp_gap_bytes"] == len(R1)
     assert [e.fields["trans_id"] for e in events] == list(range(2, MAX_PENDING_SEGMENTS + 4))
+    # Each request keeps its own packet number (handshake 1-3, R2 is packet 4).
+    assert [e.packet for e in events] == list(range(4, MAX_PENDING_SEGMENTS + 6))
     assert stats.malformed == 0
 
 
@@ -318,7 +326,7 @@ def test_out_of_order_across_the_wrap(tmp_path: Path) -> None:
     first = conversation.request(R1 + R2[:3])  # 15 bytes: ends at 2^32 + 14
     second = conversation.request(R2[3:] + R3)
     assert second.seq < first.seq
-    packets = conversation.packets[:3] + [second, first]
+    packets = [*conversation.packets[:3], second, first]
     events, stats = replay_packets(tmp_path, packets)
     assert [(e.packet, e.fields["trans_id"]) for e in events] == [(5, 1), (5, 2), (5, 3)]
     assert stats.counters["tcp_out_of_order_segments"] == 1
