@@ -19,7 +19,7 @@ from detectors.rules.yamlsource import YamlError
 from sensor.capture.filter import FilterError, compile_filter
 from sensor.capture.reader import CaptureError, CaptureFile
 from sensor.event import IcsEvent
-from sensor.runtime import Sensor, Stats
+from sensor.runtime import Consumer, Sensor, Stats
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -145,8 +145,10 @@ def _replay(args: argparse.Namespace) -> int:
         writer = AlertsOnlyWriter(out)
     else:
         writer = NullWriter()
-    consumer = writer.event
-    if engine is not None:
+    consumer: Consumer = writer.event
+    if engine is not None and isinstance(writer, NullWriter):
+        consumer = engine.process  # alerts are only counted, by the engine
+    elif engine is not None:
         process, write_event, write_alert = engine.process, writer.event, writer.alert
 
         def consumer(event: IcsEvent) -> None:

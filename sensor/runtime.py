@@ -19,7 +19,8 @@ from sensor.flows.table import FlowTable, PacketFilter
 from sensor.protocols import registry
 from sensor.protocols.base import ProtocolSpec
 
-Consumer = Callable[[IcsEvent], None]
+# Whatever a consumer returns (a rule engine returns its alerts) is ignored.
+Consumer = Callable[[IcsEvent], object]
 Progress = Callable[[CaptureFile, int], None]
 
 
@@ -61,14 +62,15 @@ class Sensor:
         self.last_ts = 0.0
 
     def _emit(self, event: IcsEvent) -> None:
-        stats = self.stats
-        stats.events += 1
-        by_operation = stats.operations.get(event.protocol)
+        """Count the event (``Stats.events`` is summed from these counts at
+        the end) and hand it on."""
+        by_operation = self.stats.operations.get(event.protocol)
         if by_operation is None:
-            by_operation = stats.operations[event.protocol] = {}
-        by_operation[event.operation] = by_operation.get(event.operation, 0) + 1
+            by_operation = self.stats.operations[event.protocol] = {}
+        operation = event.operation
+        by_operation[operation] = by_operation.get(operation, 0) + 1
         if event.malformed is not None:
-            stats.malformed += 1
+            self.stats.malformed += 1
         self.consumer(event)
 
     def replay(
@@ -104,6 +106,7 @@ class Sensor:
 
     def finish(self) -> None:
         self.flows.close_all(self.last_ts)
+        self.stats.events = sum(sum(ops.values()) for ops in self.stats.operations.values())
         counters = self.stats.counters
         counters.clear()
         for source in (self.decoder.counters, self.decoder.fragments.counters,

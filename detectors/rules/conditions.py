@@ -93,8 +93,15 @@ def _network_test(networks: list[Network]) -> Callable[[str], bool]:
     return test
 
 
-def _any_of(parts: tuple[Matcher, ...]) -> Matcher:
-    return lambda e: any(p(e) for p in parts)
+def _either(parts: tuple[Matcher, ...]) -> Matcher:
+    """Any of ``parts``, as nested ``or``."""
+    if len(parts) == 1:
+        return parts[0]
+    if len(parts) == 2:
+        first, second = parts
+        return lambda e: first(e) or second(e)
+    head, rest = parts[0], _either(parts[1:])
+    return lambda e: head(e) or rest(e)
 
 
 def _chain(parts: tuple[Matcher, ...]) -> Matcher:
@@ -114,6 +121,12 @@ def _negate(matcher: Matcher) -> Matcher:
 
 def _field_test(get: Callable[[IcsEvent], Any], predicate: Predicate) -> Matcher:
     return lambda e: predicate(get(e))
+
+
+def _protocol_field_test(protocol: str, name: str, predicate: Predicate) -> Matcher:
+    """A test of ``<protocol>.<field>`` reading the event's fields directly
+    (one call fewer than getter + predicate; this runs per event)."""
+    return lambda e: predicate(e.fields.get(name) if e.protocol == protocol else None)
 
 
 _SCALAR_OF_LIST = {"list[int]": "int", "list[bool]": "bool", "list[str]": "str"}
@@ -170,7 +183,7 @@ class Compiler:
                 if not isinstance(value, list) or not value:
                     raise ConditionError(where, f"{key} takes a non-empty list of matches")
                 parts = tuple(self.required(item, _line(item, default=where)) for item in value)
-                costly.append(_any_of(parts) if key == "any_of" else _chain(parts))
+                costly.append(_either(parts) if key == "any_of" else _chain(parts))
             elif key == "not":
                 costly.append(_negate(self.required(value, where)))
             else:
@@ -179,7 +192,10 @@ class Compiler:
                 if key in skip:
                     continue
                 self.tested.add(field.name)
-                test = _field_test(field.get, predicate)
+                if field.protocol is not None and field.key is not None:
+                    test = _protocol_field_test(field.protocol, field.key, predicate)
+                else:
+                    test = _field_test(field.get, predicate)
                 (costly if field.protocol else cheap).append(test)
         tests = cheap + costly
         return _chain(tuple(tests)) if tests else None

@@ -10,18 +10,23 @@ part-way, and is capped.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from collections.abc import Sequence as Seq
+from functools import partial
 from typing import Any, Final
 
 from detectors.alert import MAX_SAMPLE_EVENTS, Alert
+from detectors.rules.conditions import Matcher
 from detectors.rules.loader import RuleSet
 from detectors.rules.model import INDEX_KEYS, Rule
 from sensor.event import IcsEvent
+from sensor.flows.flow import Flow
 
 MAX_KEYS_PER_RULE: Final = 10_000
-MAX_FLOW_CACHE: Final = 100_000
+MAX_FLOW_CACHE: Final = 16_384
 NO_ALERTS: Final[tuple[Alert, ...]] = ()
 IndexKey = tuple[str, str, str, str, bool, bool]
+Handler = Callable[[IcsEvent], "Alert | None"]
 
 
 def _render(value: Any) -> str:
@@ -59,10 +64,13 @@ class _Progress:
 
 
 class _RuleState:
-    __slots__ = ("alerts", "flow_matches", "progress", "suppressed", "suppressions", "windows")
+    __slots__ = ("alerts", "from_initiator", "from_responder", "progress", "suppressed",
+                 "suppressions", "windows")
 
     def __init__(self) -> None:
-        self.flow_matches: dict[int, bool] = {}
+        # Matches of flow-level rules, per flow direction.
+        self.from_initiator: dict[Flow, bool] = {}
+        self.from_responder: dict[Flow, bool] = {}
         self.windows: dict[tuple[Any, ...], _Window] = {}
         self.progress: dict[tuple[Any, ...], _Progress] = {}
         self.suppressions: dict[tuple[Any, ...], tuple[float, int]] = {}
@@ -78,7 +86,7 @@ class RuleEngine:
         self.ruleset = ruleset
         self.rules: list[Rule] = []
         self.state: dict[str, _RuleState] = {}
-        self._candidates: dict[IndexKey, tuple[Rule, ...]] = {}
+        self._candidates: dict[IndexKey, tuple[Handler, ...]] = {}
         self.load(ruleset)
 
     def load(self, ruleset: RuleSet) -> None:
@@ -94,13 +102,13 @@ class RuleEngine:
 
     reload = load
 
-    def candidates(self, key: IndexKey) -> tuple[Rule, ...]:
-        """The rules whose pinned index values admit an event with ``key``
-        (computed once per distinct key, then looked up)."""
+    def candidates(self, key: IndexKey) -> tuple[Handler, ...]:
+        """The handlers of the rules whose pinned index values admit an
+        event with ``key`` (computed once per distinct key, then looked up)."""
         found = self._candidates.get(key)
         if found is None:
             found = self._candidates[key] = tuple(
-                rule for rule in self.rules
+                self._handler(rule, self.state[rule.id]) for rule in self.rules
                 if all(value in rule.pins.get(name, (value,))
                        for name, value in zip(INDEX_KEYS, key, strict=True))
             )
@@ -109,98 +117,133 @@ class RuleEngine:
     def process(self, event: IcsEvent) -> Seq[Alert]:
         key = (event.protocol, event.operation, event.direction, event.access,
                event.exception, event.malformed is not None)
-        rules = self._candidates.get(key)
-        if rules is None:
-            rules = self.candidates(key)
-        if not rules:
-            return NO_ALERTS
+        handlers = self._candidates.get(key)
+        if handlers is None:
+            handlers = self.candidates(key)
         alerts: list[Alert] | None = None
-        for rule in rules:
-            if rule.sequence is not None:
-                alert = self._sequence(rule, event)
-            elif rule.flow_level:
-                if not self._flow_match(rule, event):
-                    continue
-                alert = self._threshold(rule, event) if rule.threshold else self._single(
-                    rule, event)
-            elif rule.matcher is not None and not rule.matcher(event):
-                continue
-            elif rule.threshold is not None:
-                alert = self._threshold(rule, event)
-            else:
-                alert = self._single(rule, event)
+        for handler in handlers:
+            alert = handler(event)
             if alert is not None:
                 if alerts is None:
                     alerts = []
                 alerts.append(alert)
         return alerts if alerts is not None else NO_ALERTS
 
-    def _flow_match(self, rule: Rule, event: IcsEvent) -> bool:
-        cache = self.state[rule.id].flow_matches
-        flow = event.flow
-        key = (flow.number << 1) | event.from_initiator
-        hit = cache.get(key)
+    # -- compiling a rule into one handler -----------------------------------
+
+    def _handler(self, rule: Rule, state: _RuleState) -> Handler:
+        """One closure per rule: its test (flow-cached when it only looks at
+        addresses and ports) and its kind (single, threshold, sequence)."""
+        if rule.sequence is not None:
+            return partial(self._sequence, rule, state)
+        body: Handler
+        if rule.threshold is not None and rule.threshold.distinct is not None:
+            body = self._distinct_threshold(rule, state)
+        elif rule.threshold is not None:
+            body = partial(self._threshold, rule, state)
+        else:
+            emit = self._emit
+
+            def body(event: IcsEvent) -> Alert | None:
+                return emit(rule, state, [event], event.ts, event.ts, 1, {})
+
+        matcher = rule.matcher
+        if matcher is None:
+            return body
+        if rule.flow_level:
+            test: Matcher = partial(self._flow_match, matcher, state)
+        else:
+            test = matcher
+
+        def guarded(event: IcsEvent) -> Alert | None:
+            return body(event) if test(event) else None
+
+        return guarded
+
+    @staticmethod
+    def _flow_match(matcher: Matcher, state: _RuleState, event: IcsEvent) -> bool:
+        cache = state.from_initiator if event.from_initiator else state.from_responder
+        hit = cache.get(event.flow)
         if hit is None:
             if len(cache) >= MAX_FLOW_CACHE:
                 cache.clear()
-            assert rule.matcher is not None
-            hit = cache[key] = rule.matcher(event)
+            hit = cache[event.flow] = matcher(event)
         return hit
 
     # -- kinds of rule -----------------------------------------------------
 
-    def _single(self, rule: Rule, event: IcsEvent) -> Alert | None:
-        return self._emit(rule, [event], event.ts, event.ts, 1, {})
-
-    def _threshold(self, rule: Rule, event: IcsEvent) -> Alert | None:
-        """Count matching events (or distinct values) per key in a sliding
-        window. Neither store outgrows ``count``: reaching it fires and
-        clears the key."""
-        threshold = rule.threshold
-        assert threshold is not None
-        state = self.state[rule.id]
-        key = threshold.by(event)
+    def _window(self, state: _RuleState, key: tuple[Any, ...]) -> _Window:
         window = state.windows.get(key)
         if window is None:
             if len(state.windows) >= MAX_KEYS_PER_RULE:
                 state.windows.pop(next(iter(state.windows)))
             window = state.windows[key] = _Window()
-        now = event.ts
-        horizon = now - threshold.window
-        if threshold.distinct is not None:
-            # The latest event of each distinct value; stale ones are pruned
-            # only when the count could be reached.
+        return window
+
+    def _threshold(self, rule: Rule, state: _RuleState, event: IcsEvent) -> Alert | None:
+        """Count matching events per key in a sliding window; the window
+        never outgrows ``count``: reaching it fires and clears the key."""
+        threshold = rule.threshold
+        assert threshold is not None
+        key = threshold.by(event)
+        window = state.windows.get(key) or self._window(state, key)
+        events = window.events
+        horizon = event.ts - threshold.window
+        while events and events[0].ts < horizon:
+            events.popleft()
+        events.append(event)
+        if len(events) < threshold.count:
+            return None
+        return self._fire_threshold(rule, state, key, window, list(events))
+
+    def _distinct_threshold(self, rule: Rule, state: _RuleState) -> Handler:
+        """Count distinct values per key in a sliding window, keeping the
+        latest event of each value. Most events repeat a value already seen,
+        so that path is a few dictionary operations; stale values are pruned
+        only when the count could be reached."""
+        threshold = rule.threshold
+        assert threshold is not None and threshold.distinct is not None
+        by, distinct, count, span = (threshold.by, threshold.distinct, threshold.count,
+                                     threshold.window)
+        windows = state.windows
+
+        def handler(event: IcsEvent) -> Alert | None:
+            key = by(event)
+            window = windows.get(key) or self._window(state, key)
             values = window.values
-            values[threshold.distinct(event)[0]] = event
-            if len(values) < threshold.count:
+            values[distinct(event)] = event
+            if len(values) < count:
                 return None
+            horizon = event.ts - span
             for stale in [v for v, seen in values.items() if seen.ts < horizon]:
                 del values[stale]
-            if len(values) < threshold.count:
+            if len(values) < count:
                 return None
             caused = sorted(values.values(), key=lambda e: e.ts)
-        else:
-            events = window.events
-            while events and events[0].ts < horizon:
-                events.popleft()
-            events.append(event)
-            if len(events) < threshold.count:
-                return None
-            caused = list(events)
+            return self._fire_threshold(rule, state, key, window, caused)
+
+        return handler
+
+    def _fire_threshold(
+        self, rule: Rule, state: _RuleState, key: tuple[Any, ...], window: _Window,
+        caused: list[IcsEvent],
+    ) -> Alert | None:
+        assert rule.threshold is not None
         extras = {
             "count": len(caused),
             "distinct_count": len(window.values),
             "distinct_values": sorted(window.values, key=repr),
-            "window": f"{threshold.window:g}s",
+            "window": f"{rule.threshold.window:g}s",
         }
         del state.windows[key]  # a new alert needs a new full window
-        return self._emit(rule, caused[:MAX_SAMPLE_EVENTS], caused[0].ts, now, len(caused),
-                          extras)
+        return self._emit(rule, state, caused[:MAX_SAMPLE_EVENTS], caused[0].ts,
+                          caused[-1].ts, len(caused), extras)
 
-    def _sequence(self, rule: Rule, event: IcsEvent) -> Alert | None:
+    def _sequence(self, rule: Rule, state: _RuleState, event: IcsEvent) -> Alert | None:
         sequence = rule.sequence
         assert sequence is not None
-        state = self.state[rule.id]
+        if not state.progress and not sequence.steps[0](event):
+            return None  # nothing under way and this does not start it
         key = sequence.by(event)
         progress = state.progress.get(key)
         if progress is not None and event.ts - progress.started > sequence.window:
@@ -222,16 +265,15 @@ class RuleEngine:
         if progress.step < len(sequence.steps):
             return None
         del state.progress[key]
-        return self._emit(rule, progress.events, progress.started, event.ts,
+        return self._emit(rule, state, progress.events, progress.started, event.ts,
                           len(progress.events), {})
 
     # -- alerts ------------------------------------------------------------
 
     def _emit(
-        self, rule: Rule, events: list[IcsEvent], first_ts: float, last_ts: float, count: int,
-        extras: dict[str, Any],
+        self, rule: Rule, state: _RuleState, events: list[IcsEvent], first_ts: float,
+        last_ts: float, count: int, extras: dict[str, Any],
     ) -> Alert | None:
-        state = self.state[rule.id]
         last = events[-1]
         suppress = rule.suppress
         if suppress is not None:

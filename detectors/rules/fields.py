@@ -37,6 +37,9 @@ class Field:
     kind: str
     get: Getter
     protocol: str | None = None
+    # The key in `IcsEvent.fields` of a protocol field read off the wire
+    # (None for core and derived fields).
+    key: str | None = None
 
 
 def _attr(name: str) -> Getter:
@@ -92,7 +95,7 @@ def catalogue() -> dict[str, Field]:
     for spec in registry():
         for name, kind in spec.fields:
             full = f"{spec.name}.{name}"
-            fields[full] = Field(full, kind, _protocol_field(spec.name, name), spec.name)
+            fields[full] = Field(full, kind, _protocol_field(spec.name, name), spec.name, name)
         for name, (kind, derive) in spec.derived.items():
             full = f"{spec.name}.{name}"
             fields[full] = Field(full, kind, _derived_field(spec.name, derive), spec.name)

@@ -46,6 +46,7 @@ from detectors.rules.model import (
 )
 from detectors.rules.yamlsource import LineDict, YamlError, load_yaml
 from sensor.event import ACCESS_CLASSES, REQUEST, RESPONSE, IcsEvent
+from sensor.flows.flow import Flow
 
 PROJECT_ROOT: Final = Path(__file__).resolve().parents[2]
 DEFAULT_RULES_DIR: Final = PROJECT_ROOT / "rules"
@@ -57,6 +58,7 @@ RULE_KEYS: Final = frozenset({
 PACK_KEYS: Final = frozenset({"pack", "description", "groups", "rules"})
 EXPLAIN_EXTRAS: Final = frozenset({"count", "distinct_count", "distinct_values", "window"})
 DEFAULT_SUPPRESS_WINDOW: Final = 60.0
+FLOW_CACHE_SIZE: Final = 16_384
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS: Final = {None: 1.0, "ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -215,7 +217,28 @@ def _fields(compiler: Compiler, names: Any, line: int, what: str) -> tuple[
     fields = [compiler.field(n, line) for n in names]
     getters = [f.get if f.kind not in ("list[int]", "list[bool]", "list[str]", "map")
                else _hashable_getter(f.get) for f in fields]
-    return _key_function(getters), tuple(names)
+    key = _key_function(getters)
+    if fields and all(f.name in FLOW_FIELDS for f in fields):
+        key = _per_flow(key)
+    return key, tuple(names)
+
+
+def _per_flow(build: KeyFunction) -> KeyFunction:
+    """A key made of addresses and ports only is the same for every event of
+    one flow direction: build it once per flow direction (bounded cache)."""
+    from_initiator: dict[Flow, tuple[Any, ...]] = {}
+    from_responder: dict[Flow, tuple[Any, ...]] = {}
+
+    def key(event: IcsEvent) -> tuple[Any, ...]:
+        cache = from_initiator if event.from_initiator else from_responder
+        found = cache.get(event.flow)
+        if found is None:
+            if len(cache) >= FLOW_CACHE_SIZE:
+                cache.clear()
+            found = cache[event.flow] = build(event)
+        return found
+
+    return key
 
 
 def _hashable_getter(get: Getter) -> Getter:
@@ -353,10 +376,15 @@ def _build_rule(path: Path, raw: Any, compiler: Compiler) -> Rule:
         distinct = spec.get("distinct")
         if distinct is not None and not isinstance(distinct, str):
             raise ConditionError(line, "threshold.distinct is one field name")
-        distinct_key = _fields(compiler, [distinct], line, "threshold")[0] if distinct else None
+        distinct_get = None
+        if distinct:
+            field = compiler.field(distinct, line)
+            distinct_get = (field.get if field.kind not in ("list[int]", "list[bool]", "list[str]",
+                                                            "map")
+                            else _hashable_getter(field.get))
         threshold = Threshold(
             count, parse_duration(spec.get("window"), line, "threshold.window"), by, by_names,
-            distinct_key, distinct,
+            distinct_get, distinct,
         )
 
     sequence = None

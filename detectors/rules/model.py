@@ -27,7 +27,7 @@ class Threshold:
     window: float
     by: KeyFunction
     by_names: tuple[str, ...]
-    distinct: KeyFunction | None = None
+    distinct: Getter | None = None
     distinct_name: str | None = None
 
 

@@ -43,6 +43,7 @@ IPV6_AH: Final = 51
 IPV6_EXTENSION_HEADERS: Final = frozenset({0, 43, 60, IPV6_AH, 135, 139, 140})
 
 _IPV4 = struct.Struct("!BxHHHxB2x4s4s")
+_ETHERNET_IPV4_TCP = struct.Struct("!12xHBxH2xHxB2x4s4sHHIIBB")
 _IPV6 = struct.Struct("!4xHBx16s16s")
 _TCP = struct.Struct("!HHIIBB")
 _UDP = struct.Struct("!HHH")
@@ -62,6 +63,22 @@ class PacketDecoder:
         self.counters[name] = self.counters.get(name, 0) + 1
 
     def frame(self, ts: float, linktype: int, data: bytes, number: int) -> None:
+        if linktype == LINKTYPE_ETHERNET and len(data) >= 54:
+            # The common case in one unpack: untagged Ethernet, IPv4 without
+            # options or fragmentation, TCP.
+            (ethertype, vihl, total_len, frag, proto, src, dst, sport, dport, seq, ack,
+             data_offset, flags) = _ETHERNET_IPV4_TCP.unpack_from(data)
+            if ethertype == ETHERTYPE_IPV4 and vihl == 0x45 and proto == IPPROTO_TCP and not (
+                    frag & 0x3FFF):
+                header_end = 34 + (data_offset >> 4) * 4
+                end = 14 + total_len
+                if end > len(data):
+                    self._count("truncated_ip_packets")
+                    end = len(data)
+                if header_end >= 54 and header_end <= end:
+                    self.flows.tcp_packet(ts, number, src, dst, sport, dport, seq, ack, flags,
+                                          data[header_end:end], data, 0)
+                    return
         mac_offset = -1
         if linktype == LINKTYPE_ETHERNET:
             if len(data) < 14:

@@ -165,7 +165,7 @@ def _frames(data: bytes, offset: int) -> bool:
     (whatever its protocol id)?"""
     if len(data) - offset < 8:
         return False
-    (length,) = _U16.unpack_from(data, offset + 4)
+    length = (data[offset + 4] << 8) | data[offset + 5]
     return 2 <= length <= 254 and offset + 6 + length <= len(data)
 
 
