@@ -24,6 +24,7 @@ from sensor.flows.flow import Flow
 
 MAX_KEYS_PER_RULE: Final = 10_000
 MAX_FLOW_CACHE: Final = 16_384
+SWEEP_INTERVAL: Final = 10.0
 NO_ALERTS: Final[tuple[Alert, ...]] = ()
 IndexKey = tuple[str, str, str, str, bool, bool]
 Handler = Callable[[IcsEvent], "Alert | None"]
@@ -43,13 +44,17 @@ def _render(value: Any) -> str:
 
 
 class _Window:
-    """Events of one threshold key within the window."""
+    """One threshold key: the times of its events within the window (or,
+    for distinct counts, the latest event of each value) and the first few
+    events as the alert's sample."""
 
-    __slots__ = ("events", "values")
+    __slots__ = ("last", "sample", "times", "values")
 
     def __init__(self) -> None:
-        self.events: deque[IcsEvent] = deque()
+        self.times: deque[float] = deque()
+        self.sample: list[IcsEvent] = []
         self.values: dict[Any, IcsEvent] = {}
+        self.last = 0.0
 
 
 class _Progress:
@@ -87,6 +92,7 @@ class RuleEngine:
         self.rules: list[Rule] = []
         self.state: dict[str, _RuleState] = {}
         self._candidates: dict[IndexKey, tuple[Handler, ...]] = {}
+        self._next_sweep = 0.0
         self.load(ruleset)
 
     def load(self, ruleset: RuleSet) -> None:
@@ -115,6 +121,8 @@ class RuleEngine:
         return found
 
     def process(self, event: IcsEvent) -> Seq[Alert]:
+        if event.ts >= self._next_sweep:
+            self.sweep(event.ts)
         key = (event.protocol, event.operation, event.direction, event.access,
                event.exception, event.malformed is not None)
         handlers = self._candidates.get(key)
@@ -128,6 +136,28 @@ class RuleEngine:
                     alerts = []
                 alerts.append(alert)
         return alerts if alerts is not None else NO_ALERTS
+
+    def sweep(self, now: float) -> None:
+        """Forget per-key state that can no longer contribute: threshold
+        windows, sequences in progress and suppressions whose time is past.
+        Runs every `SWEEP_INTERVAL` seconds of event time, so state is
+        bounded by what is recent, not by how long the capture is."""
+        self._next_sweep = now + SWEEP_INTERVAL
+        for rule in self.rules:
+            state = self.state[rule.id]
+            if rule.threshold is not None and state.windows:
+                horizon = now - rule.threshold.window
+                for key in [k for k, w in state.windows.items() if w.last < horizon]:
+                    del state.windows[key]
+            if rule.sequence is not None and state.progress:
+                horizon = now - rule.sequence.window
+                for key in [k for k, p in state.progress.items() if p.started < horizon]:
+                    del state.progress[key]
+            if rule.suppress is not None and state.suppressions:
+                horizon = now - rule.suppress.window
+                for key in [k for k, (since, _) in state.suppressions.items()
+                            if since < horizon]:
+                    del state.suppressions[key]
 
     # -- compiling a rule into one handler -----------------------------------
 
@@ -187,14 +217,20 @@ class RuleEngine:
         assert threshold is not None
         key = threshold.by(event)
         window = state.windows.get(key) or self._window(state, key)
-        events = window.events
-        horizon = event.ts - threshold.window
-        while events and events[0].ts < horizon:
-            events.popleft()
-        events.append(event)
-        if len(events) < threshold.count:
+        times = window.times
+        now = window.last = event.ts
+        horizon = now - threshold.window
+        if times and times[0] < horizon:
+            while times and times[0] < horizon:
+                times.popleft()
+            window.sample = [e for e in window.sample if e.ts >= horizon]
+        times.append(now)
+        if len(window.sample) < MAX_SAMPLE_EVENTS:
+            window.sample.append(event)
+        if len(times) < threshold.count:
             return None
-        return self._fire_threshold(rule, state, key, window, list(events))
+        return self._fire_threshold(rule, state, key, window, window.sample, len(times),
+                                    times[0])
 
     def _distinct_threshold(self, rule: Rule, state: _RuleState) -> Handler:
         """Count distinct values per key in a sliding window, keeping the
@@ -210,6 +246,7 @@ class RuleEngine:
         def handler(event: IcsEvent) -> Alert | None:
             key = by(event)
             window = windows.get(key) or self._window(state, key)
+            window.last = event.ts
             values = window.values
             values[distinct(event)] = event
             if len(values) < count:
@@ -220,24 +257,24 @@ class RuleEngine:
             if len(values) < count:
                 return None
             caused = sorted(values.values(), key=lambda e: e.ts)
-            return self._fire_threshold(rule, state, key, window, caused)
+            return self._fire_threshold(rule, state, key, window, caused[:MAX_SAMPLE_EVENTS],
+                                        len(caused), caused[0].ts)
 
         return handler
 
     def _fire_threshold(
         self, rule: Rule, state: _RuleState, key: tuple[Any, ...], window: _Window,
-        caused: list[IcsEvent],
+        sample: list[IcsEvent], count: int, first_ts: float,
     ) -> Alert | None:
         assert rule.threshold is not None
         extras = {
-            "count": len(caused),
+            "count": count,
             "distinct_count": len(window.values),
             "distinct_values": sorted(window.values, key=repr),
             "window": f"{rule.threshold.window:g}s",
         }
         del state.windows[key]  # a new alert needs a new full window
-        return self._emit(rule, state, caused[:MAX_SAMPLE_EVENTS], caused[0].ts,
-                          caused[-1].ts, len(caused), extras)
+        return self._emit(rule, state, sample, first_ts, window.last, count, extras)
 
     def _sequence(self, rule: Rule, state: _RuleState, event: IcsEvent) -> Alert | None:
         sequence = rule.sequence

@@ -142,3 +142,19 @@ def test_alert_document_is_ecs(tmp_path: Path) -> None:
     assert doc["ics"]["alert"]["events"][0]["ics"]["modbus"] == {"reference_num": 7}
     assert alert.id == engine.__class__(engine.ruleset).process(
         _event(1_700_000_000.25, reference_num=7))[0].id
+
+
+def test_state_of_past_keys_is_forgotten(tmp_path: Path) -> None:
+    """An hour of writes from ever new sources: threshold windows and
+    suppressions of sources gone quiet are swept, so state stays bounded."""
+    engine = _engine(tmp_path, """
+match: {access: write}
+threshold: {count: 50, window: 5s, by: [source.ip]}
+""")
+    for second in range(3600):
+        source = f"10.1.{second // 250}.{second % 250}"
+        for tenth in range(3):
+            engine.process(_event(second + tenth / 10, src=source))
+    state = engine.state["R0"]
+    assert len(state.windows) <= 20
+    assert all(len(w.times) <= 3 and len(w.sample) <= 3 for w in state.windows.values())
