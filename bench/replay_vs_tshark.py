@@ -34,8 +34,9 @@ def _count_packets(path: Path) -> int:
     return int(out.strip().splitlines()[-1].split()[-1])
 
 
-def _run(command: list[str]) -> tuple[float, float]:
-    """Wall seconds and peak RSS (MiB) of one child process."""
+def _run(command: list[str]) -> tuple[float, float, float]:
+    """Wall seconds, CPU seconds (user + system) and peak RSS (MiB) of one
+    child process. CPU time is the steadier figure on a shared machine."""
     started = time.perf_counter()
     pid = os.fork()
     if pid == 0:
@@ -47,7 +48,7 @@ def _run(command: list[str]) -> tuple[float, float]:
     elapsed = time.perf_counter() - started
     if status != 0:
         raise SystemExit(f"{' '.join(command)} failed with status {status}")
-    return elapsed, usage.ru_maxrss / 1024
+    return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
 def main() -> None:
@@ -74,19 +75,23 @@ def main() -> None:
             "icswatch decode + built-in rules": [*base, "--format", "none", str(capture)],
             "icswatch decode + rules + jsonl": [*base, "--format", "jsonl", str(capture)],
         }
-        results: dict[str, tuple[float, float]] = {}
+        results: dict[str, tuple[float, float, float]] = {}
         for name, command in runs.items():
-            best = min((_run(command) for _ in range(args.repeat)), key=lambda r: r[0])
-            results[name] = best
-        reference = packets / results["tshark -T fields -e modbus.func_code"][0]
-        print(f"capture: {capture} ({packets} packets, {capture.stat().st_size} bytes)")
-        print(f"{'run':<42} {'seconds':>8} {'packets/s':>11} {'peak MiB':>9} {'x tshark':>9}")
-        for name, (seconds, rss) in results.items():
-            rate = packets / seconds
-            print(f"{name:<42} {seconds:8.2f} {rate:11,.0f} {rss:9.1f} {rate / reference:9.2f}")
-        decode = results["icswatch decode only (--no-rules)"][0]
-        rules = results["icswatch decode + built-in rules"][0]
-        print(f"rules cost over decode alone: {(rules / decode - 1) * 100:+.1f} %")
+            samples = [_run(command) for _ in range(args.repeat)]
+            results[name] = (min(r[0] for r in samples), min(r[1] for r in samples),
+                             max(r[2] for r in samples))
+        tshark_wall, tshark_cpu, _ = results["tshark -T fields -e modbus.func_code"]
+        print(f"capture: {capture} ({packets} packets, {capture.stat().st_size} bytes), "
+              f"best of {args.repeat}")
+        print(f"{'run':<40} {'wall s':>7} {'cpu s':>7} {'packets/s':>10} {'peak MiB':>9} "
+              f"{'x tshark':>9}")
+        for name, (wall, cpu, rss) in results.items():
+            print(f"{name:<40} {wall:7.2f} {cpu:7.2f} {packets / wall:10,.0f} {rss:9.1f} "
+                  f"{tshark_wall / wall:9.2f}")
+        decode = results["icswatch decode only (--no-rules)"]
+        rules = results["icswatch decode + built-in rules"]
+        print(f"rules cost over decode alone: wall {(rules[0] / decode[0] - 1) * 100:+.1f} %, "
+              f"cpu {(rules[1] / decode[1] - 1) * 100:+.1f} %")
 
 
 if __name__ == "__main__":

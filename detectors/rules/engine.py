@@ -16,7 +16,6 @@ from functools import partial
 from typing import Any, Final
 
 from detectors.alert import MAX_SAMPLE_EVENTS, Alert
-from detectors.rules.conditions import Matcher
 from detectors.rules.loader import RuleSet
 from detectors.rules.model import INDEX_KEYS, Rule
 from sensor.event import IcsEvent
@@ -121,8 +120,6 @@ class RuleEngine:
         return found
 
     def process(self, event: IcsEvent) -> Seq[Alert]:
-        if event.ts >= self._next_sweep:
-            self.sweep(event.ts)
         key = (event.protocol, event.operation, event.direction, event.access,
                event.exception, event.malformed is not None)
         handlers = self._candidates.get(key)
@@ -140,7 +137,8 @@ class RuleEngine:
     def sweep(self, now: float) -> None:
         """Forget per-key state that can no longer contribute: threshold
         windows, sequences in progress and suppressions whose time is past.
-        Runs every `SWEEP_INTERVAL` seconds of event time, so state is
+        Runs when new per-key state is about to be created and
+        `SWEEP_INTERVAL` seconds of event time have passed, so state is
         bounded by what is recent, not by how long the capture is."""
         self._next_sweep = now + SWEEP_INTERVAL
         for rule in self.rules:
@@ -180,29 +178,29 @@ class RuleEngine:
         matcher = rule.matcher
         if matcher is None:
             return body
-        if rule.flow_level:
-            test: Matcher = partial(self._flow_match, matcher, state)
-        else:
-            test = matcher
+        if not rule.flow_level:
+            def guarded(event: IcsEvent) -> Alert | None:
+                return body(event) if matcher(event) else None
 
-        def guarded(event: IcsEvent) -> Alert | None:
-            return body(event) if test(event) else None
+            return guarded
+        from_initiator, from_responder = state.from_initiator, state.from_responder
 
-        return guarded
+        def flow_guarded(event: IcsEvent) -> Alert | None:
+            cache = from_initiator if event.from_initiator else from_responder
+            hit = cache.get(event.flow)
+            if hit is None:
+                if len(cache) >= MAX_FLOW_CACHE:
+                    cache.clear()
+                hit = cache[event.flow] = matcher(event)
+            return body(event) if hit else None
 
-    @staticmethod
-    def _flow_match(matcher: Matcher, state: _RuleState, event: IcsEvent) -> bool:
-        cache = state.from_initiator if event.from_initiator else state.from_responder
-        hit = cache.get(event.flow)
-        if hit is None:
-            if len(cache) >= MAX_FLOW_CACHE:
-                cache.clear()
-            hit = cache[event.flow] = matcher(event)
-        return hit
+        return flow_guarded
 
     # -- kinds of rule -----------------------------------------------------
 
-    def _window(self, state: _RuleState, key: tuple[Any, ...]) -> _Window:
+    def _window(self, state: _RuleState, key: tuple[Any, ...], now: float) -> _Window:
+        if now >= self._next_sweep:
+            self.sweep(now)
         window = state.windows.get(key)
         if window is None:
             if len(state.windows) >= MAX_KEYS_PER_RULE:
@@ -216,7 +214,7 @@ class RuleEngine:
         threshold = rule.threshold
         assert threshold is not None
         key = threshold.by(event)
-        window = state.windows.get(key) or self._window(state, key)
+        window = state.windows.get(key) or self._window(state, key, event.ts)
         times = window.times
         now = window.last = event.ts
         horizon = now - threshold.window
@@ -245,7 +243,7 @@ class RuleEngine:
 
         def handler(event: IcsEvent) -> Alert | None:
             key = by(event)
-            window = windows.get(key) or self._window(state, key)
+            window = windows.get(key) or self._window(state, key, event.ts)
             window.last = event.ts
             values = window.values
             values[distinct(event)] = event
@@ -293,6 +291,8 @@ class RuleEngine:
             progress = None  # the first step again: start over from here
             step = 0
         if progress is None:
+            if event.ts >= self._next_sweep:
+                self.sweep(event.ts)
             if len(state.progress) >= MAX_KEYS_PER_RULE:
                 state.progress.pop(next(iter(state.progress)))
             progress = state.progress[key] = _Progress(event.ts)
@@ -322,6 +322,8 @@ class RuleEngine:
                     return None
                 state.suppressions[key] = (since, emitted + 1)
             else:
+                if last_ts >= self._next_sweep:
+                    self.sweep(last_ts)
                 if len(state.suppressions) >= MAX_KEYS_PER_RULE:
                     state.suppressions.pop(next(iter(state.suppressions)))
                 state.suppressions[key] = (last_ts, 1)
