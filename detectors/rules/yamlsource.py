@@ -24,7 +24,11 @@ class LineList(list[Any]):
     line: int = 0
 
 
-class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml when present
+# libyaml's parser when PyYAML was built with it (twice as fast), else Python's.
+_Base: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _Loader(_Base):  # type: ignore[valid-type,misc]
     pass
 
 
@@ -47,7 +51,7 @@ def _construct_mapping(loader: _Loader, node: MappingNode) -> LineDict:
 
 
 def _construct_sequence(loader: _Loader, node: Node) -> LineList:
-    result = LineList(loader.construct_sequence(node, deep=True))  # type: ignore[arg-type]
+    result = LineList(loader.construct_sequence(node, deep=True))
     result.line = node.start_mark.line + 1
     return result
 
