@@ -12,8 +12,14 @@ import time
 from collections.abc import Sequence
 from typing import NoReturn, TextIO
 
+from console.errors import UsageError
 from console.output import AlertsOnlyWriter, EventWriter, JsonLinesWriter, NullWriter, TableWriter
-from console.rules_cli import add_rules_commands, load_for_replay, run_rules_command
+from console.rules_cli import (
+    RuleReloader,
+    add_rules_commands,
+    load_for_replay,
+    run_rules_command,
+)
 from detectors.rules.engine import RuleEngine
 from detectors.rules.yamlsource import YamlError
 from sensor.capture.filter import FilterError, compile_filter
@@ -24,10 +30,6 @@ from sensor.runtime import Consumer, Sensor, Stats
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
-
-
-class UsageError(Exception):
-    pass
 
 
 class _Parser(argparse.ArgumentParser):
@@ -157,14 +159,25 @@ def _replay(args: argparse.Namespace) -> int:
                 write_alert(alert)
 
     sensor = Sensor(consumer, packet_filter=packet_filter)
-    progress = None
+    bar = None
     if not args.no_progress and sys.stderr.isatty():
-        progress = _ProgressBar(sys.stderr)
+        bar = _ProgressBar(sys.stderr)
+    reloader = None
+    if engine is not None:
+        reloader = RuleReloader(engine, args.rules, args.groups, sys.stderr)
+        reloader.install_sighup()
+
+    def tick(capture: CaptureFile, packets: int) -> None:
+        if bar is not None:
+            bar(capture, packets)
+        if reloader is not None:
+            reloader.maybe_reload()
+
     try:
-        stats = sensor.replay(args.files, progress)
+        stats = sensor.replay(args.files, tick)
     finally:
-        if progress is not None:
-            progress.done()
+        if bar is not None:
+            bar.done()
         writer.close()
         if out is not sys.stdout:
             out.close()

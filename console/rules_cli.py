@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import signal
+import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from console.errors import UsageError
 from detectors.rules.conditions import HostGroups
 from detectors.rules.engine import RuleEngine
-from detectors.rules.loader import RuleSet, load_groups_file, load_rules
+from detectors.rules.loader import (
+    DEFAULT_RULES_DIR,
+    RuleSet,
+    load_groups_file,
+    load_rules,
+    pack_files,
+)
 from detectors.rules.model import Rule
+from detectors.rules.yamlsource import YamlError
 from sensor.runtime import Sensor
 
 
@@ -37,14 +47,75 @@ def load_for_replay(rules: list[str] | None, groups: str | None, err: TextIO) ->
     paths = _paths(rules)
     for path in paths or []:
         if not path.exists():
-            from console.cli import UsageError
-
             raise UsageError(f"--rules {path}: no such file or folder")
     site = load_groups_file(Path(groups)) if groups else None
     ruleset = load_rules(paths, site)
     for error in ruleset.errors:
         err.write(f"icswatch: rule error: {error}\n")
     return RuleEngine(ruleset)
+
+
+class RuleReloader:
+    """Reloads a running engine's rules when a pack or the groups file
+    changes on disk, or on SIGHUP, without stopping the sensor. Rules whose
+    definition did not change keep their state (thresholds under way); a
+    pack with errors is reported and its good rules still load."""
+
+    def __init__(self, engine: RuleEngine, rules: list[str] | None, groups: str | None,
+                 err: TextIO, min_interval: float = 1.0) -> None:
+        self.engine = engine
+        self.paths = _paths(rules)
+        self.groups = Path(groups) if groups else None
+        self.err = err
+        self.min_interval = min_interval
+        self.requested = False
+        self.checked = time.monotonic()
+        self.reloads = 0
+        self.stamps = self._stamps()
+
+    def _files(self) -> list[Path]:
+        files = pack_files(self.paths or [DEFAULT_RULES_DIR])
+        return files + ([self.groups] if self.groups else [])
+
+    def _stamps(self) -> dict[Path, int]:
+        stamps: dict[Path, int] = {}
+        for path in self._files():
+            try:
+                stamps[path] = path.stat().st_mtime_ns
+            except OSError:
+                stamps[path] = -1
+        return stamps
+
+    def install_sighup(self) -> None:
+        if hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, lambda _signum, _frame: self.request())
+
+    def request(self) -> None:
+        self.requested = True
+
+    def maybe_reload(self) -> bool:
+        """Cheap unless due: at most one look at the files per interval."""
+        now = time.monotonic()
+        if not self.requested and now - self.checked < self.min_interval:
+            return False
+        self.checked = now
+        stamps = self._stamps()
+        if not self.requested and stamps == self.stamps:
+            return False
+        self.requested = False
+        self.stamps = stamps
+        try:
+            site = load_groups_file(self.groups) if self.groups else None
+        except YamlError as exc:
+            self.err.write(f"icswatch: rules not reloaded: {exc}\n")
+            return False
+        ruleset = load_rules(self.paths, site)
+        for error in ruleset.errors:
+            self.err.write(f"icswatch: rule error: {error}\n")
+        self.engine.reload(ruleset)
+        self.reloads += 1
+        self.err.write(f"icswatch: rules reloaded: {len(ruleset.active)} active\n")
+        return True
 
 
 def _status(rule: Rule) -> str:

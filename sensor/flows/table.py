@@ -408,7 +408,8 @@ class FlowTable:
                     self._skip_gap(flow, stream, from_initiator)
                     self._drain(flow, stream, from_initiator)
         if flow.session is not None:
-            flow.session.close(ts)
+            for name, value in flow.session.close(ts).items():
+                self.count(name, value)
         table = self.tcp if flow.transport == TCP else self.udp
         table.pop((flow.initiator_raw, flow.responder_raw, flow.initiator_port,
                    flow.responder_port), None)

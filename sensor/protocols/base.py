@@ -15,14 +15,16 @@ Emit = Callable[["IcsEvent"], None]
 
 class Session(Protocol):
     """The decoder of one flow. The flow table calls ``feed`` with reassembled,
-    in-order TCP bytes (or one UDP datagram), ``gap`` when bytes were lost, and
-    ``close`` when the flow ends or is evicted."""
+    in-order TCP bytes (or one UDP datagram), ``gap`` when bytes were lost
+    (``size`` 0 when unknown: a capture picked up mid-stream), and ``close``
+    when the flow ends or is evicted; ``close`` returns counters to add to
+    the run's summary (e.g. requests never answered)."""
 
     def feed(self, from_initiator: bool, data: bytes, ts: float, packet: int) -> None: ...
 
     def gap(self, from_initiator: bool, size: int) -> None: ...
 
-    def close(self, ts: float) -> None: ...
+    def close(self, ts: float) -> Mapping[str, int]: ...
 
 
 @dataclass(frozen=True, slots=True)

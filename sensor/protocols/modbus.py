@@ -16,6 +16,7 @@ segment.
 from __future__ import annotations
 
 import struct
+from collections.abc import Mapping
 from enum import IntEnum
 from typing import Any, Final
 
@@ -271,7 +272,7 @@ class ModbusSession:
             self.buffer_from_responder = b""
             self.resync_responder = True
 
-    def close(self, ts: float) -> None:
+    def close(self, ts: float) -> Mapping[str, int]:
         for from_initiator, rest in (
             (True, self.buffer_from_initiator),
             (False, self.buffer_from_responder),
@@ -281,6 +282,7 @@ class ModbusSession:
         self.buffer_from_initiator = self.buffer_from_responder = b""
         self.unanswered += len(self.pending)
         self.pending.clear()
+        return {"modbus_unanswered_requests": self.unanswered} if self.unanswered else {}
 
     def _unframeable(self, data: bytes) -> None:
         """A segment that does not start with an MBAP header while
