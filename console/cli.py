@@ -7,10 +7,12 @@ input — with one line on stderr naming the problem.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 import time
-from collections.abc import Sequence
-from typing import NoReturn, TextIO
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn, TextIO, TypeVar
 
 from console.errors import UsageError
 from console.output import AlertsOnlyWriter, EventWriter, JsonLinesWriter, NullWriter, TableWriter
@@ -20,16 +22,22 @@ from console.rules_cli import (
     load_for_replay,
     run_rules_command,
 )
+from console.stores.base import AlertQuery, StoreError
+from console.stores.sqlite import SqliteStore, default_path
+from detectors.alert import Alert, alert_document
 from detectors.rules.engine import RuleEngine
 from detectors.rules.yamlsource import YamlError
 from sensor.capture.filter import FilterError, compile_filter
 from sensor.capture.reader import CaptureError, CaptureFile
+from sensor.ecs import event_document
 from sensor.event import IcsEvent
 from sensor.runtime import Consumer, Sensor, Stats
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+
+T = TypeVar("T")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -59,6 +67,13 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--output", "-o", metavar="PATH", help="write records here, not stdout")
     replay.add_argument("--no-summary", action="store_true", help="no summary on stderr")
     replay.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    replay.add_argument(
+        "--store", metavar="PATH|none",
+        help="embedded store the alerts are written to, for `icswatch serve` (default: "
+             "$ICSWATCH_DB, else $XDG_DATA_HOME/icswatch/icswatch.db); 'none': do not store",
+    )
+    replay.add_argument("--store-events", action="store_true",
+                        help="store the events too, not only the alerts (large)")
     add_rules_commands(commands)
     return parser
 
@@ -93,7 +108,134 @@ class _ProgressBar:
             self.out.flush()
 
 
-def _summary(stats: Stats, engine: RuleEngine | None, out: TextIO) -> None:
+class _StoreSink:
+    """Alerts (and, with --store-events, events) into the embedded store in
+    batches. Each batch is committed, so `icswatch serve` shows the alerts
+    while the replay runs; `close` writes the rest."""
+
+    ALERT_BATCH = 500
+    EVENT_BATCH = 5_000
+    MAX_DELAY = 1.0  # seconds an alert may wait in the batch (see `tick`)
+
+    def __init__(self, store: SqliteStore) -> None:
+        self.store = store
+        self.alerts: list[dict[str, Any]] = []
+        self.events: list[dict[str, Any]] = []
+        self.alerts_written = 0
+        self.events_written = 0
+        self.total = 0
+        self.written_at = time.monotonic()
+
+    def alert(self, alert: Alert) -> None:
+        self.alerts.append(alert_document(alert))
+        if len(self.alerts) >= self.ALERT_BATCH:
+            self.write()
+
+    def event(self, event: IcsEvent) -> None:
+        self.events.append(event_document(event))
+        if len(self.events) >= self.EVENT_BATCH:
+            self.write()
+
+    def tick(self) -> None:
+        """Called now and then during a replay: no alert waits for long."""
+        if self.alerts and time.monotonic() - self.written_at >= self.MAX_DELAY:
+            self.write()
+
+    def write(self) -> None:
+        if self.alerts:
+            self.store.write_alerts(self.alerts)
+            self.alerts_written += len(self.alerts)
+            self.alerts.clear()
+        if self.events:
+            self.store.write_events(self.events)
+            self.events_written += len(self.events)
+            self.events.clear()
+        self.store.flush()
+        self.written_at = time.monotonic()
+
+    def close(self) -> None:
+        try:
+            self.write()
+            self.total = self.store.count_alerts(AlertQuery())
+        finally:
+            self.store.close()
+
+    def abandon(self) -> None:
+        """The replay stopped on an error: keep what can be kept, report
+        nothing new (the first error is the one the user sees)."""
+        with contextlib.suppress(StoreError):
+            self.close()
+
+    def summary(self) -> str:
+        events = f" and {self.events_written} events" if self.events_written else ""
+        return (f"  stored: {self.alerts_written} alerts{events} in {self.store.path} "
+                f"({self.total} alerts in the store)\n")
+
+
+def _open_store(args: argparse.Namespace) -> _StoreSink | None:
+    """The store of --store (default: `default_path()`), or None for
+    ``--store none``. An unusable store is bad usage: nothing has run yet."""
+    if args.store is not None and args.store.lower() == "none":
+        return None
+    path = Path(args.store) if args.store is not None else default_path()
+    try:
+        return _StoreSink(SqliteStore(path))
+    except StoreError as exc:
+        hint = "" if args.store is not None else " (--store none replays without storing)"
+        raise UsageError(f"{exc}{hint}") from None
+
+
+def _both(
+    first: Callable[[T], object] | None, second: Callable[[T], object]
+) -> Callable[[T], object]:
+    """Both writers in turn (the second alone when there is no first)."""
+    if first is None:
+        return second
+
+    def both(record: T) -> None:
+        first(record)
+        second(record)
+
+    return both
+
+
+def _consumer(
+    engine: RuleEngine | None,
+    write_event: Callable[[IcsEvent], object] | None,
+    write_alert: Callable[[Alert], object] | None,
+) -> Consumer:
+    """The function the sensor calls per event, with no call it does not need."""
+    if engine is None:
+        return write_event or _ignore
+    process = engine.process
+    if write_event is None and write_alert is None:
+        return process  # alerts are only counted, by the engine
+    if write_alert is None:
+        return _both(write_event, process)
+    if write_event is None:
+        alert_only = write_alert
+
+        def alerts(event: IcsEvent) -> None:
+            for alert in process(event):
+                alert_only(alert)
+
+        return alerts
+    on_event, on_alert = write_event, write_alert
+
+    def consumer(event: IcsEvent) -> None:
+        on_event(event)
+        for alert in process(event):
+            on_alert(alert)
+
+    return consumer
+
+
+def _ignore(event: IcsEvent) -> None:
+    return None
+
+
+def _summary(stats: Stats, engine: RuleEngine | None, out: TextIO,
+             stored: str | None = None) -> None:
     flows = stats.counters.get("flows", 0)
     out.write(
         f"icswatch: {stats.packets} packets, {stats.bytes} bytes, {flows} flows, "
@@ -113,6 +255,8 @@ def _summary(stats: Stats, engine: RuleEngine | None, out: TextIO) -> None:
         for rule_id, (alerts, suppressed) in sorted(raised.items()):
             note = f" ({suppressed} more suppressed)" if suppressed else ""
             out.write(f"    {rule_id:<40} {alerts}{note}\n")
+    if stored is not None:
+        out.write(stored)
     shed = {k: v for k, v in sorted(stats.counters.items()) if k != "flows" and v}
     if shed:
         out.write("  counters: " + ", ".join(f"{k}={v}" for k, v in shed.items()) + "\n")
@@ -138,6 +282,14 @@ def _replay(args: argparse.Namespace) -> int:
         except OSError as exc:
             raise UsageError(f"cannot write {args.output}: {exc.strerror}") from None
     engine = None if args.no_rules else load_for_replay(args.rules, args.groups, sys.stderr)
+    sink = None
+    if engine is not None or args.store_events:
+        try:
+            sink = _open_store(args)
+        except UsageError:
+            if out is not sys.stdout:
+                out.close()
+            raise
     writer: EventWriter
     if args.format == "jsonl":
         writer = JsonLinesWriter(out)
@@ -147,18 +299,14 @@ def _replay(args: argparse.Namespace) -> int:
         writer = AlertsOnlyWriter(out)
     else:
         writer = NullWriter()
-    consumer: Consumer = writer.event
-    if engine is not None and isinstance(writer, NullWriter):
-        consumer = engine.process  # alerts are only counted, by the engine
-    elif engine is not None:
-        process, write_event, write_alert = engine.process, writer.event, writer.alert
-
-        def consumer(event: IcsEvent) -> None:
-            write_event(event)
-            for alert in process(event):
-                write_alert(alert)
-
-    sensor = Sensor(consumer, packet_filter=packet_filter)
+    printing = not isinstance(writer, NullWriter)
+    write_event: Callable[[IcsEvent], object] | None = writer.event if printing else None
+    write_alert: Callable[[Alert], object] | None = writer.alert if printing else None
+    if sink is not None:
+        write_alert = _both(write_alert, sink.alert)
+        if args.store_events:
+            write_event = _both(write_event, sink.event)
+    sensor = Sensor(_consumer(engine, write_event, write_alert), packet_filter=packet_filter)
     bar = None
     if not args.no_progress and sys.stderr.isatty():
         bar = _ProgressBar(sys.stderr)
@@ -172,17 +320,25 @@ def _replay(args: argparse.Namespace) -> int:
             bar(capture, packets)
         if reloader is not None:
             reloader.maybe_reload()
+        if sink is not None:
+            sink.tick()
 
     try:
         stats = sensor.replay(args.files, tick)
+    except BaseException:
+        if sink is not None:
+            sink.abandon()
+        raise
     finally:
         if bar is not None:
             bar.done()
         writer.close()
         if out is not sys.stdout:
             out.close()
+    if sink is not None:
+        sink.close()
     if not args.no_summary:
-        _summary(stats, engine, sys.stderr)
+        _summary(stats, engine, sys.stderr, sink.summary() if sink is not None else None)
     return EXIT_OK
 
 
@@ -205,6 +361,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()
         print(f"icswatch: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except StoreError as exc:
+        sys.stdout.flush()
+        print(f"icswatch: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
     except BrokenPipeError:
         return EXIT_OK
     except KeyboardInterrupt:
