@@ -25,9 +25,16 @@ SEVERITY_ORDER: Final = ("low", "medium", "high", "critical")
 class AlertQuery:
     """A filter over alerts. Every given criterion must hold; a list means
     any of its values. Times are epoch seconds, ``start`` inclusive, ``end``
-    exclusive. ``asset`` matches an IP as source or destination. ``text``
-    is full-text over the rule name and the explanation (word match, any
-    case). ``cursor`` is the opaque value a previous `Page` returned."""
+    exclusive, on ``@timestamp`` (when the alert was last seen, to the
+    microsecond). ``assets`` match an IP as source or destination. A lone
+    string given where a sequence is expected is one value. ``text`` is
+    full text over the rule name, the explanation (``message``) and the
+    Chinese title: it is cut into terms as Elasticsearch's standard
+    analyzer cuts it (`console.stores.sqlite.search_terms`), and every term
+    must appear in one field, its tokens adjacent and in order. Pages are
+    ordered by ``@timestamp`` then ``event.id``. ``cursor`` is the opaque
+    value a previous `Page` returned. Malformed arguments (a foreign cursor,
+    an unknown field, a zero interval) raise ValueError."""
 
     start: float | None = None
     end: float | None = None

@@ -1,0 +1,108 @@
+"""Sustained alerts/s into one Elasticsearch node through the bulk sink
+(spool on disk, drainer thread, bulk batches), and the raw bulk rate.
+
+    python bench/es_bulk.py --url http://127.0.0.1:9200 [--alerts 200000]
+    python bench/es_bulk.py --start-node          # starts a test node itself
+
+Alert documents are real ones (the built-in rules on pcaps/modbus captures)
+copied with new ids and timestamps, so their size and shape are those the
+sensor produces. Run by hand; figures depend on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import hashlib
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from console.es_sink import ElasticsearchSink  # noqa: E402
+from console.spool import Spool  # noqa: E402
+from console.stores.base import AlertQuery  # noqa: E402
+from console.stores.elasticsearch import ElasticsearchStore  # noqa: E402
+from detectors.alert import alert_document  # noqa: E402
+from detectors.rules.engine import RuleEngine  # noqa: E402
+from detectors.rules.loader import load_rules  # noqa: E402
+from sensor.ecs import iso_timestamp  # noqa: E402
+from sensor.runtime import Sensor  # noqa: E402
+
+
+def real_alerts() -> list[dict[str, Any]]:
+    documents: list[dict[str, Any]] = []
+    for capture in sorted((ROOT / "pcaps" / "modbus").glob("*.pcapng")):
+        engine = RuleEngine(load_rules())
+        Sensor(lambda e, eng=engine: documents.extend(  # type: ignore[misc]
+            alert_document(a) for a in eng.process(e))).replay([capture])
+    return documents
+
+
+def variants(templates: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
+    start = time.time() - 86400
+    out = []
+    for number in range(count):
+        document = copy.deepcopy(templates[number % len(templates)])
+        document["event"]["id"] = hashlib.sha1(f"bench-{number}".encode()).hexdigest()[:20]
+        document["@timestamp"] = iso_timestamp(start + number * 0.01)
+        out.append(document)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--url")
+    parser.add_argument("--start-node", action="store_true")
+    parser.add_argument("--alerts", type=int, default=200_000)
+    args = parser.parse_args()
+    node = None
+    if args.start_node:
+        sys.path.insert(0, str(ROOT / "tests" / "support"))
+        from esnode import ElasticsearchNode, ensure_distribution
+
+        node = ElasticsearchNode(ensure_distribution(), Path(tempfile.mkdtemp()))
+        node.start()
+        args.url = node.url
+    if not args.url:
+        raise SystemExit("give --url or --start-node")
+    try:
+        documents = variants(real_alerts(), args.alerts)
+        size = sum(len(str(d)) for d in documents[:1000]) / 1000
+        print(f"{len(documents)} alert documents (~{size:.0f} chars each) -> {args.url}")
+        store = ElasticsearchStore(args.url, prefix="benchsink")
+        store.install_templates()
+        with tempfile.TemporaryDirectory() as spool_dir:
+            sink = ElasticsearchSink(store, Spool(Path(spool_dir)))
+            started = time.perf_counter()
+            for document in documents:
+                sink.write_alert(document)
+            produced = time.perf_counter() - started
+            delivered = sink.close(timeout=600)
+            elapsed = time.perf_counter() - started
+        store.flush()
+        indexed = store.count_alerts(AlertQuery())
+        print(f"sink: produced in {produced:.2f} s, all delivered={delivered} in {elapsed:.2f} s"
+              f" -> {len(documents) / elapsed:,.0f} alerts/s sustained; indexed {indexed}")
+        raw = ElasticsearchStore(args.url, prefix="benchraw")
+        raw.install_templates()
+        started = time.perf_counter()
+        for offset in range(0, len(documents), 2000):
+            raw.bulk("alerts", documents[offset:offset + 2000])
+        elapsed = time.perf_counter() - started
+        print(f"raw bulk (no spool): {len(documents) / elapsed:,.0f} alerts/s")
+        for prefix in ("benchsink", "benchraw"):
+            store.client.indices.delete(index=f"{prefix}-*", ignore_unavailable=True)
+            store.client.indices.delete_index_template(name=f"{prefix}-alerts")
+            store.client.indices.delete_index_template(name=f"{prefix}-events")
+    finally:
+        if node is not None:
+            node.stop()
+
+
+if __name__ == "__main__":
+    main()

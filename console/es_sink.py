@@ -1,0 +1,256 @@
+"""Shipping alerts (and events) into Elasticsearch without ever losing an alert.
+
+Every alert goes through the on-disk spool first; a drainer thread takes
+the oldest spooled alerts in bulk batches to the cluster and acknowledges
+them only once Elasticsearch has them. While the cluster is slow or down the
+alerts wait on disk and the drainer retries with backoff; documents carry
+their deterministic ``event.id`` as ``_id``, so a batch delivered twice (a
+crash between indexing and acknowledging) still leaves one copy.
+
+Alerts a cluster refuses for good (a mapping conflict) cannot be retried:
+they go to ``rejected.jsonl`` beside the spool with the reason, and one log
+line says so. Events are high volume and best effort: they are bulk-indexed
+from memory with a few retries, and counted when dropped.
+
+The producer's side is cheap: alerts are buffered in memory and appended to
+the spool in batches (one fsync per batch, at most ``linger`` seconds old),
+so a crash of the sensor itself can lose at most the last ``linger``
+seconds; an outage of the cluster loses nothing. A full spool makes the
+producer wait (backpressure) rather than drop alerts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Final
+
+from console.spool import Spool, SpoolFull, TooLarge
+from console.stores.base import StoreError
+from console.stores.elasticsearch import ElasticsearchStore, Rejected, with_status
+
+log = logging.getLogger("icswatch.elasticsearch")
+
+MAX_BACKOFF: Final = 30.0
+# What follows the index and id in a spooled envelope (compact JSON, keys
+# in insertion order; index names and ids never hold quotes or commas).
+ENVELOPE_DOC: Final = b',"doc":'
+
+
+class ElasticsearchSink:
+    def __init__(
+        self,
+        store: ElasticsearchStore,
+        spool: Spool,
+        *,
+        batch_size: int = 5000,
+        batch_bytes: int = 16 * 1024 * 1024,
+        linger: float = 0.5,
+        events_batch: int = 5000,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.spool = spool
+        self.batch_size = batch_size
+        self.batch_bytes = batch_bytes
+        self.linger = linger
+        self.events_batch = events_batch
+        self.clock = clock
+        self.rejected_path = Path(spool.directory) / "rejected.jsonl"
+        self._alerts: list[dict[str, Any]] = []
+        self._events: list[dict[str, Any]] = []
+        self._oldest = 0.0
+        self._wake = threading.Condition()
+        self._stopping = False
+        self._healthy = True
+        self.counters: dict[str, int] = {
+            "alerts_spooled": 0, "alerts_indexed": 0, "alerts_rejected": 0,
+            "events_indexed": 0, "events_dropped": 0, "bulk_failures": 0,
+            "backpressure_waits": 0,
+        }
+        self._drainer = threading.Thread(target=self._drain_loop, name="icswatch-es-drain",
+                                         daemon=True)
+        self._drainer.start()
+
+    # -- producer side -----------------------------------------------------
+
+    def write_alert(self, document: dict[str, Any]) -> None:
+        """Buffer one alert document; it reaches the spool within ``linger``
+        seconds or ``batch_size`` alerts. The spooled record is an envelope
+        ``{"_index": …, "_id": …, "doc": …}`` so the drainer can build the
+        bulk request from the spooled bytes without decoding them."""
+        if not self._alerts:
+            self._oldest = self.clock()
+        document = with_status(document)
+        self._alerts.append({
+            "_index": self.store.index_name("alerts", document),
+            "_id": document["event"]["id"],
+            "doc": document,
+        })
+        if len(self._alerts) >= self.batch_size or self.clock() - self._oldest >= self.linger:
+            self._spool_alerts()
+
+    def write_event(self, document: dict[str, Any]) -> None:
+        self._events.append(document)
+        if len(self._events) >= self.events_batch:
+            self._ship_events()
+
+    def _spool_alerts(self) -> None:
+        """Append the buffered alerts to the spool. The buffer is cleared only
+        once the spool holds them: a full spool or a failing disk makes the
+        producer wait and retry (backpressure), never drop."""
+        batch = self._alerts
+        while True:
+            try:
+                self.spool.append(batch)
+                break
+            except TooLarge:
+                batch = self._split_oversized(batch)
+                if not batch:
+                    break
+            except (ValueError, TypeError) as exc:
+                batch = self._drop_unencodable(batch, exc)
+                if not batch:
+                    break
+            except (SpoolFull, OSError) as exc:
+                self.counters["backpressure_waits"] += 1
+                if self.counters["backpressure_waits"] == 1 or not isinstance(exc, SpoolFull):
+                    log.warning("cannot spool alerts at %s (%s): waiting", self.spool.directory,
+                                exc)
+                with self._wake:
+                    self._wake.notify_all()
+                time.sleep(0.2)
+        self._alerts = []
+        self.counters["alerts_spooled"] += len(batch)
+        with self._wake:
+            self._wake.notify_all()
+
+    def _split_oversized(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Spool the alerts one by one; one that can never fit is set aside."""
+        for document in batch:
+            try:
+                self.spool.append([document])
+                self.counters["alerts_spooled"] += 1
+            except TooLarge as exc:
+                self._set_aside([Rejected(document["doc"], f"too large for the spool: {exc}")])
+        return []
+
+    def _drop_unencodable(
+        self, batch: list[dict[str, Any]], exc: Exception
+    ) -> list[dict[str, Any]]:
+        good: list[dict[str, Any]] = []
+        for document in batch:
+            try:
+                json.dumps(document, allow_nan=False)
+                good.append(document)
+            except (ValueError, TypeError) as error:
+                self._set_aside([Rejected(document["doc"], f"not JSON: {error}")])
+        if len(good) == len(batch):
+            raise exc  # not an encoding problem after all: a bug
+        return good
+
+    def _ship_events(self) -> None:
+        batch, self._events = self._events, []
+        for attempt in range(3):
+            try:
+                rejected = self.store.bulk("events", batch)
+                self.counters["events_indexed"] += len(batch) - len(rejected)
+                self.counters["events_dropped"] += len(rejected)
+                return
+            except StoreError as exc:
+                if attempt == 2:
+                    self.counters["events_dropped"] += len(batch)
+                    log.warning("%d events dropped: %s", len(batch), exc)
+                    return
+                time.sleep(0.2 * (attempt + 1))
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Spool what is buffered and wait until the spool is drained (or
+        ``timeout`` passes); True when everything reached Elasticsearch."""
+        if self._alerts:
+            self._spool_alerts()
+        if self._events:
+            self._ship_events()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.spool.stats.records_pending == 0:
+                return True
+            with self._wake:
+                self._wake.notify_all()
+                self._wake.wait(0.05)
+        return self.spool.stats.records_pending == 0
+
+    def close(self, timeout: float = 30.0) -> bool:
+        """Flush, stop the drainer, close the spool; what is not delivered
+        stays in the spool for next time."""
+        delivered = self.flush(timeout)
+        with self._wake:
+            self._stopping = True
+            self._wake.notify_all()
+        self._drainer.join(timeout=10)
+        self.spool.close()
+        return delivered
+
+    # -- drainer side ------------------------------------------------------
+
+    def _drain_loop(self) -> None:
+        backoff = 0.5
+        while True:
+            with self._wake:
+                if self._stopping:
+                    return
+            batch = self.spool.peek(self.batch_size, self.batch_bytes)
+            if not batch.records:
+                with self._wake:
+                    if self._stopping:
+                        return
+                    self._wake.wait(0.5)
+                continue
+            try:
+                lines: list[bytes] = []
+                for payload in batch.payloads:
+                    split = payload.find(ENVELOPE_DOC)
+                    lines.append(b'{"index":' + payload[:split] + b"}}")
+                    lines.append(payload[split + len(ENVELOPE_DOC):-1])
+                failures = self.store.bulk_ndjson(lines)
+                rejected = [Rejected(batch.records[number]["doc"], reason)
+                            for number, reason in failures]
+            except StoreError as exc:
+                self.counters["bulk_failures"] += 1
+                if self._healthy:
+                    log.warning("%s; %d alerts kept in the spool, retrying", exc,
+                                self.spool.stats.records_pending)
+                    self._healthy = False
+                with self._wake:
+                    if self._stopping:
+                        return
+                    self._wake.wait(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF)
+                continue
+            if rejected:
+                self._set_aside(rejected)
+            self.spool.ack(batch)
+            self.counters["alerts_indexed"] += len(batch) - len(rejected)
+            if not self._healthy:
+                log.warning("Elasticsearch at %s is back; draining the spool", self.store.url)
+                self._healthy = True
+            backoff = 0.5
+            with self._wake:
+                self._wake.notify_all()
+
+    def _set_aside(self, rejected: list[Rejected]) -> None:
+        with self.rejected_path.open("a", encoding="utf-8") as out:
+            for item in rejected:
+                out.write(json.dumps({"reason": item.reason, "document": item.document},
+                                     separators=(",", ":"), ensure_ascii=False,
+                                     default=repr) + "\n")
+            out.flush()
+            os.fsync(out.fileno())
+        self.counters["alerts_rejected"] += len(rejected)
+        log.error("%d alerts refused by Elasticsearch (%s); kept in %s", len(rejected),
+                  rejected[0].reason, self.rejected_path)
