@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -49,6 +50,11 @@ def _day(document: dict[str, Any]) -> str:
 
 def _iso(epoch: float) -> str:
     return f"{int(epoch * 1000)}"
+
+
+# The client's transport logs a warning on every failed attempt; the store
+# and the sink report an outage once, in their own words.
+logging.getLogger("elastic_transport").setLevel(logging.ERROR)
 
 
 class ElasticsearchStore:
