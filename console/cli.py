@@ -7,29 +7,27 @@ input — with one line on stderr naming the problem.
 from __future__ import annotations
 
 import argparse
-import contextlib
+import logging
 import sys
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any, NoReturn, TextIO, TypeVar
+from typing import NoReturn, TextIO, TypeVar
 
 from console.errors import UsageError
 from console.output import AlertsOnlyWriter, EventWriter, JsonLinesWriter, NullWriter, TableWriter
+from console.replay_store import open_store
 from console.rules_cli import (
     RuleReloader,
     add_rules_commands,
     load_for_replay,
     run_rules_command,
 )
-from console.stores.base import AlertQuery, StoreError
-from console.stores.sqlite import SqliteStore, default_path
-from detectors.alert import Alert, alert_document
+from console.stores.base import StoreError
+from detectors.alert import Alert
 from detectors.rules.engine import RuleEngine
 from detectors.rules.yamlsource import YamlError
 from sensor.capture.filter import FilterError, compile_filter
 from sensor.capture.reader import CaptureError, CaptureFile
-from sensor.ecs import event_document
 from sensor.event import IcsEvent
 from sensor.runtime import Consumer, Sensor, Stats
 
@@ -68,10 +66,16 @@ def _parser() -> argparse.ArgumentParser:
     replay.add_argument("--no-summary", action="store_true", help="no summary on stderr")
     replay.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     replay.add_argument(
-        "--store", metavar="PATH|none",
-        help="embedded store the alerts are written to, for `icswatch serve` (default: "
-             "$ICSWATCH_DB, else $XDG_DATA_HOME/icswatch/icswatch.db); 'none': do not store",
+        "--store", metavar="PATH|URL|none",
+        help="where alerts are stored for `icswatch serve`: an embedded store file (default: "
+             "$ICSWATCH_DB, else $XDG_DATA_HOME/icswatch/icswatch.db), an Elasticsearch URL "
+             "(http[s]://host:9200; credentials from ICSWATCH_ES_USERNAME/_PASSWORD or "
+             "ICSWATCH_ES_API_KEY, CA file from ICSWATCH_ES_CA_CERTS), or 'none'",
     )
+    replay.add_argument(
+        "--spool", metavar="DIR",
+        help="with an Elasticsearch --store: where alerts wait while the cluster is slow or "
+             "down (default: $XDG_DATA_HOME/icswatch/spool)")
     replay.add_argument("--store-events", action="store_true",
                         help="store the events too, not only the alerts (large)")
     add_rules_commands(commands)
@@ -106,83 +110,6 @@ class _ProgressBar:
         if self.shown:
             self.out.write("\r\033[K")
             self.out.flush()
-
-
-class _StoreSink:
-    """Alerts (and, with --store-events, events) into the embedded store in
-    batches. Each batch is committed, so `icswatch serve` shows the alerts
-    while the replay runs; `close` writes the rest."""
-
-    ALERT_BATCH = 500
-    EVENT_BATCH = 5_000
-    MAX_DELAY = 1.0  # seconds an alert may wait in the batch (see `tick`)
-
-    def __init__(self, store: SqliteStore) -> None:
-        self.store = store
-        self.alerts: list[dict[str, Any]] = []
-        self.events: list[dict[str, Any]] = []
-        self.alerts_written = 0
-        self.events_written = 0
-        self.total = 0
-        self.written_at = time.monotonic()
-
-    def alert(self, alert: Alert) -> None:
-        self.alerts.append(alert_document(alert))
-        if len(self.alerts) >= self.ALERT_BATCH:
-            self.write()
-
-    def event(self, event: IcsEvent) -> None:
-        self.events.append(event_document(event))
-        if len(self.events) >= self.EVENT_BATCH:
-            self.write()
-
-    def tick(self) -> None:
-        """Called now and then during a replay: no alert waits for long."""
-        if self.alerts and time.monotonic() - self.written_at >= self.MAX_DELAY:
-            self.write()
-
-    def write(self) -> None:
-        if self.alerts:
-            self.store.write_alerts(self.alerts)
-            self.alerts_written += len(self.alerts)
-            self.alerts.clear()
-        if self.events:
-            self.store.write_events(self.events)
-            self.events_written += len(self.events)
-            self.events.clear()
-        self.store.flush()
-        self.written_at = time.monotonic()
-
-    def close(self) -> None:
-        try:
-            self.write()
-            self.total = self.store.count_alerts(AlertQuery())
-        finally:
-            self.store.close()
-
-    def abandon(self) -> None:
-        """The replay stopped on an error: keep what can be kept, report
-        nothing new (the first error is the one the user sees)."""
-        with contextlib.suppress(StoreError):
-            self.close()
-
-    def summary(self) -> str:
-        events = f" and {self.events_written} events" if self.events_written else ""
-        return (f"  stored: {self.alerts_written} alerts{events} in {self.store.path} "
-                f"({self.total} alerts in the store)\n")
-
-
-def _open_store(args: argparse.Namespace) -> _StoreSink | None:
-    """The store of --store (default: `default_path()`), or None for
-    ``--store none``. An unusable store is bad usage: nothing has run yet."""
-    if args.store is not None and args.store.lower() == "none":
-        return None
-    path = Path(args.store) if args.store is not None else default_path()
-    try:
-        return _StoreSink(SqliteStore(path))
-    except StoreError as exc:
-        hint = "" if args.store is not None else " (--store none replays without storing)"
-        raise UsageError(f"{exc}{hint}") from None
 
 
 def _both(
@@ -285,7 +212,7 @@ def _replay(args: argparse.Namespace) -> int:
     sink = None
     if engine is not None or args.store_events:
         try:
-            sink = _open_store(args)
+            sink = open_store(args.store, args.spool)
         except UsageError:
             if out is not sys.stdout:
                 out.close()
@@ -343,6 +270,8 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Background parts (the Elasticsearch sink) report in one line each.
+    logging.basicConfig(level=logging.WARNING, format="icswatch: %(message)s", stream=sys.stderr)
     parser = _parser()
     try:
         args = parser.parse_args(argv)

@@ -37,6 +37,9 @@ from console.stores.elasticsearch import ElasticsearchStore, Rejected, with_stat
 log = logging.getLogger("icswatch.elasticsearch")
 
 MAX_BACKOFF: Final = 30.0
+# How long `flush` waits for a cluster known to be down before leaving the
+# alerts in the spool.
+OUTAGE_GRACE: Final = 3.0
 # What follows the index and id in a spooled envelope (compact JSON, keys
 # in insertion order; index names and ids never hold quotes or commas).
 ENVELOPE_DOC: Final = b',"doc":'
@@ -53,6 +56,7 @@ class ElasticsearchSink:
         linger: float = 0.5,
         events_batch: int = 5000,
         clock: Callable[[], float] = time.monotonic,
+        prepare: Callable[[], None] | None = None,
     ) -> None:
         self.store = store
         self.spool = spool
@@ -65,6 +69,9 @@ class ElasticsearchSink:
         self._alerts: list[dict[str, Any]] = []
         self._events: list[dict[str, Any]] = []
         self._oldest = 0.0
+        # Run by the drainer before its first bulk request (installing the
+        # index templates), retried like a bulk request until it succeeds.
+        self._prepare = prepare
         self._wake = threading.Condition()
         self._stopping = False
         self._healthy = True
@@ -93,6 +100,12 @@ class ElasticsearchSink:
             "doc": document,
         })
         if len(self._alerts) >= self.batch_size or self.clock() - self._oldest >= self.linger:
+            self._spool_alerts()
+
+    def tick(self) -> None:
+        """Called now and then by the producer: buffered alerts older than
+        ``linger`` go to the spool even when no new alert arrives."""
+        if self._alerts and self.clock() - self._oldest >= self.linger:
             self._spool_alerts()
 
     def write_event(self, document: dict[str, Any]) -> None:
@@ -177,9 +190,16 @@ class ElasticsearchSink:
         if self._events:
             self._ship_events()
         deadline = time.monotonic() + timeout
+        pending = self.spool.stats.records_pending
+        progress_at = time.monotonic()
         while time.monotonic() < deadline:
-            if self.spool.stats.records_pending == 0:
+            now_pending = self.spool.stats.records_pending
+            if now_pending == 0:
                 return True
+            if now_pending < pending:
+                pending, progress_at = now_pending, time.monotonic()
+            elif not self._healthy and time.monotonic() - progress_at > OUTAGE_GRACE:
+                return False  # the cluster is down: the alerts wait on disk
             with self._wake:
                 self._wake.notify_all()
                 self._wake.wait(0.05)
@@ -212,6 +232,9 @@ class ElasticsearchSink:
                     self._wake.wait(0.5)
                 continue
             try:
+                if self._prepare is not None:
+                    self._prepare()
+                    self._prepare = None
                 lines: list[bytes] = []
                 for payload in batch.payloads:
                     split = payload.find(ENVELOPE_DOC)
