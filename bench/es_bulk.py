@@ -62,8 +62,7 @@ def main() -> None:
     args = parser.parse_args()
     node = None
     if args.start_node:
-        sys.path.insert(0, str(ROOT / "tests" / "support"))
-        from esnode import ElasticsearchNode, ensure_distribution
+        from tests.support.esnode import ElasticsearchNode, ensure_distribution
 
         node = ElasticsearchNode(ensure_distribution(), Path(tempfile.mkdtemp()))
         node.start()

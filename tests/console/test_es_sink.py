@@ -8,6 +8,8 @@ import copy
 import hashlib
 import json
 import logging
+import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +17,7 @@ import pytest
 
 from console.es_sink import ElasticsearchSink
 from console.spool import Spool
-from console.stores.base import AlertQuery
+from console.stores.base import AlertQuery, StoreError
 from console.stores.elasticsearch import ElasticsearchStore
 from detectors.alert import alert_document
 from detectors.rules.engine import RuleEngine
@@ -23,7 +25,7 @@ from detectors.rules.loader import load_rules
 from sensor.ecs import iso_timestamp
 from sensor.event import IcsEvent
 from sensor.runtime import Sensor
-from tests.support.esnode import ElasticsearchNode
+from tests.support.esnode import ElasticsearchNode, ensure_distribution
 
 ROOT = Path(__file__).resolve().parents[2]
 Doc = dict[str, Any]
@@ -154,3 +156,35 @@ def test_refused_alert_is_set_aside_with_its_reason(
     assert kept["document"]["event"]["id"] == "conflicting-alert"
     assert "HTTP 400" in kept["reason"] and "event.severity" in kept["reason"]
     assert sink.counters["alerts_rejected"] == 1
+
+
+@pytest.fixture(scope="module")
+def secured_node() -> Iterator[ElasticsearchNode]:
+    """A second node with security switched on: nobody's credentials work."""
+    node = ElasticsearchNode(ensure_distribution(), Path(tempfile.mkdtemp(prefix="es-secure-")),
+                             settings={"xpack.security.enabled": True})
+    node.start()
+    yield node
+    node.stop()
+
+
+def test_wrong_credentials_are_one_line_and_the_spool_keeps_the_alerts(
+    elasticsearch_node: ElasticsearchNode, secured_node: ElasticsearchNode, tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    store = ElasticsearchStore(secured_node.url, username="icswatch", password="not-the-password")
+    with pytest.raises(StoreError) as caught:
+        store.install_templates()
+    assert str(caught.value) == (f"Elasticsearch at {secured_node.url} refused the credentials "
+                                 "(HTTP 401)")
+    caplog.set_level(logging.WARNING, logger="icswatch.elasticsearch")
+    sink = ElasticsearchSink(store, Spool(tmp_path / "spool"), linger=0.01,
+                             prepare=store.install_templates)
+    for document in _alerts(0, 40):
+        sink.write_alert(document)
+    assert not sink.close(timeout=5)
+    [line] = [r.getMessage() for r in caplog.records]
+    assert "refused the credentials (HTTP 401)" in line and "kept in the spool" in line
+    spool = Spool(tmp_path / "spool")
+    assert spool.stats.records_pending == 40
+    spool.close()

@@ -504,6 +504,8 @@ class ElasticsearchNode:
                 status = reply.body.get("status") if isinstance(reply.body, dict) else None
                 if reply.status == 200 and status in ("green", "yellow"):
                     return
+                if reply.status == 401 and self.extra_settings.get("xpack.security.enabled"):
+                    return  # up, and asking for credentials as configured
                 last = f"HTTP {reply.status}: {str(reply.body)[:200]}"
             except (OSError, urllib.error.URLError) as error:
                 last = str(error)
