@@ -21,7 +21,9 @@ The output format follows the file name: ``.pcap`` gives classic libpcap
 
 from __future__ import annotations
 
+import argparse
 import asyncio
+import logging
 import os
 import shlex
 import shutil
@@ -29,7 +31,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
@@ -260,3 +262,33 @@ async def arecord(
         await asyncio.sleep(settle)
     finally:
         await asyncio.to_thread(capture.stop)
+
+
+def recorder_main(
+    argv: Sequence[str] | None,
+    *,
+    prog: str,
+    description: str,
+    only_help: str,
+    record_all: Callable[[Path, Sequence[str]], Awaitable[object]],
+) -> int:
+    """The command line every recorder shares: ``--out-dir``, ``--only``,
+    ``-v``; pymodbus's own logging (deprecations, the errors a scenario
+    provokes on purpose) is silenced."""
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument(
+        "--out-dir",
+        type=Path,
+        default=Path("pcaps/modbus"),
+        help="directory for the capture files (default: %(default)s)",
+    )
+    parser.add_argument("--only", nargs="*", default=(), metavar="NAME", help=only_help)
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every response")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    asyncio.run(record_all(args.out_dir, args.only))  # type: ignore[arg-type]
+    return 0

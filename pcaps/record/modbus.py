@@ -18,7 +18,6 @@ client's ephemeral port and TCP sequence numbers differ between runs.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import struct
@@ -43,7 +42,7 @@ from pymodbus.pdu.mei_message import ReadDeviceInformationResponse
 from pymodbus.server import ModbusTcpServer
 from pymodbus.simulator import DataType, SimData, SimDevice
 
-from pcaps.record.capture import arecord
+from pcaps.record.capture import arecord, recorder_main
 
 log = logging.getLogger("pcaps.record.modbus")
 
@@ -482,32 +481,13 @@ async def record_all(out_dir: Path, only: Sequence[str] = ()) -> list[Path]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point."""
-    parser = argparse.ArgumentParser(
-        prog="python -m pcaps.record.modbus", description=__doc__.splitlines()[0]
+    return recorder_main(
+        argv,
+        prog="python -m pcaps.record.modbus",
+        description=__doc__.splitlines()[0],
+        only_help="record only scenarios whose file name starts with NAME",
+        record_all=record_all,
     )
-    parser.add_argument(
-        "--out-dir",
-        type=Path,
-        default=Path("pcaps/modbus"),
-        help="directory for the capture files (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--only",
-        nargs="*",
-        default=(),
-        metavar="NAME",
-        help="record only scenarios whose file name starts with NAME",
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every response")
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
-    # pymodbus logs deprecation notes and the errors we provoke on purpose.
-    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
-    asyncio.run(record_all(args.out_dir, args.only))
-    return 0
 
 
 if __name__ == "__main__":

@@ -25,7 +25,6 @@ instead of silently producing different captures.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import logging
 import struct
@@ -55,7 +54,7 @@ from pymodbus.pdu.other_message import (
 )
 from pymodbus.server import ModbusTcpServer
 
-from pcaps.record.capture import arecord
+from pcaps.record.capture import arecord, recorder_main
 from pcaps.record.modbus import (
     BIT_COUNT,
     DEVICE_IDENTITY,
@@ -619,32 +618,13 @@ async def record_all(out_dir: Path, only: Sequence[str] = ()) -> list[Path]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Command-line entry point."""
-    parser = argparse.ArgumentParser(
-        prog="python -m pcaps.record.modbus_attacks", description=__doc__.splitlines()[0]
+    return recorder_main(
+        argv,
+        prog="python -m pcaps.record.modbus_attacks",
+        description=__doc__.splitlines()[0],
+        only_help="record only scenarios whose file name starts with NAME or attack-NAME",
+        record_all=record_all,
     )
-    parser.add_argument(
-        "--out-dir",
-        type=Path,
-        default=Path("pcaps/modbus"),
-        help="directory for the capture files (default: %(default)s)",
-    )
-    parser.add_argument(
-        "--only",
-        nargs="*",
-        default=(),
-        metavar="NAME",
-        help="record only scenarios whose file name starts with NAME or attack-NAME",
-    )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log every response")
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
-    # pymodbus logs the errors we provoke on purpose (bad protocol id, unknown codes).
-    logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
-    asyncio.run(record_all(args.out_dir, args.only))
-    return 0
 
 
 if __name__ == "__main__":
