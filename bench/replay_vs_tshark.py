@@ -8,6 +8,8 @@ then times, best of N runs, each as a separate process:
   - icswatch replay --format none --no-rules FILE           (full decode)
   - icswatch replay --format none FILE                      (decode + built-in rules)
   - icswatch replay --format jsonl FILE > /dev/null         (decode + rules + ECS JSON)
+  - icswatch replay --format none --store DB FILE           (decode + rules + SQLite store)
+(all but the last with --store none, so the rules' cost is measured alone)
 and prints packets/s, peak RSS, the ratio to tshark and the cost of the
 rules over decode alone. Never run by CI as a
 pass/fail test: figures depend on the machine.
@@ -66,7 +68,7 @@ def main() -> None:
             capture = Path(tmp) / "modbus-bench.pcap"
             build(capture, args.packets, 64)
         packets = _count_packets(capture)
-        base = [icswatch, "replay", "--no-summary", "--no-progress"]
+        base = [icswatch, "replay", "--no-summary", "--no-progress", "--store", "none"]
         runs: dict[str, list[str]] = {
             "tshark -T fields -e modbus.func_code": [
                 "tshark", "-n", "-r", str(capture), "-T", "fields", "-e", "modbus.func_code"],
@@ -74,6 +76,9 @@ def main() -> None:
                 *base, "--format", "none", "--no-rules", str(capture)],
             "icswatch decode + built-in rules": [*base, "--format", "none", str(capture)],
             "icswatch decode + rules + jsonl": [*base, "--format", "jsonl", str(capture)],
+            "icswatch decode + rules + embedded store": [
+                *base[:-2], "--store", str(Path(tmp) / "bench.db"), "--format", "none",
+                str(capture)],
         }
         results: dict[str, tuple[float, float, float]] = {}
         for name, command in runs.items():

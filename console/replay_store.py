@@ -7,17 +7,17 @@ import contextlib
 import os
 import time
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from console.errors import UsageError
-from console.es_sink import ElasticsearchSink
-from console.spool import Spool, SpoolError
 from console.stores.base import AlertQuery, StoreError
-from console.stores.elasticsearch import ElasticsearchStore
-from console.stores.sqlite import SqliteStore, default_path
 from detectors.alert import Alert, alert_document
 from sensor.ecs import event_document
 from sensor.event import IcsEvent
+
+if TYPE_CHECKING:
+    from console.es_sink import ElasticsearchSink
+    from console.stores.sqlite import SqliteStore
 
 
 class ReplaySink(Protocol):
@@ -104,6 +104,11 @@ class ElasticsearchReplaySink:
     the spool and goes out with the next run."""
 
     def __init__(self, url: str, spool_dir: Path) -> None:
+        # The Elasticsearch client is a heavy import: only when it is used.
+        from console.es_sink import ElasticsearchSink
+        from console.spool import Spool, SpoolError
+        from console.stores.elasticsearch import ElasticsearchStore
+
         self.url = url
         store = ElasticsearchStore(
             url,
@@ -116,7 +121,8 @@ class ElasticsearchReplaySink:
             spool = Spool(spool_dir)
         except (SpoolError, OSError) as exc:
             raise UsageError(f"spool {spool_dir}: {exc}") from None
-        self.sink = ElasticsearchSink(store, spool, prepare=store.install_templates)
+        self.sink: ElasticsearchSink = ElasticsearchSink(store, spool,
+                                                         prepare=store.install_templates)
         self.delivered = True
         self.pending = 0
 
@@ -134,6 +140,8 @@ class ElasticsearchReplaySink:
         self.pending = self.sink.spool.stats.records_pending
 
     def abandon(self) -> None:
+        from console.spool import SpoolError
+
         with contextlib.suppress(StoreError, SpoolError, OSError):
             self.close()
 
@@ -160,6 +168,8 @@ def open_store(store: str | None, spool: str | None) -> ReplaySink | None:
     usage: nothing has run yet."""
     if store is not None and store.lower() == "none":
         return None
+    from console.stores.sqlite import SqliteStore, default_path
+
     if store is not None and store.startswith(("http://", "https://")):
         return ElasticsearchReplaySink(store, Path(spool) if spool else default_spool())
     path = Path(store) if store is not None else default_path()

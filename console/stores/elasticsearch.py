@@ -98,6 +98,11 @@ class ElasticsearchStore:
         for kind in ("alerts", "events"):
             body = json.loads((TEMPLATES_DIR / f"{kind}-template.json").read_text())
             body["index_patterns"] = [f"{self.prefix}-{kind}-*"]
+            # Operators' own settings (an ILM policy, replicas) live in the
+            # optional component template "<prefix>-<kind>@custom".
+            custom = f"{self.prefix}-{kind}@custom"
+            body["composed_of"] = [custom]
+            body["ignore_missing_component_templates"] = [custom]
             body["template"]["aliases"] = {f"{self.prefix}-{kind}": {}}
             self._call(lambda b=body, k=kind: self.client.indices.put_index_template(
                 name=f"{self.prefix}-{k}", **b))
