@@ -225,7 +225,7 @@ class ElasticsearchSink:
                 if self._stopping:
                     return
             batch = self.spool.peek(self.batch_size, self.batch_bytes)
-            if not batch.records:
+            if not batch.payloads:  # (not .records: that decodes every payload)
                 with self._wake:
                     if self._stopping:
                         return
