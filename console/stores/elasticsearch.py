@@ -87,8 +87,12 @@ class ElasticsearchStore:
             auth["verify_certs"] = verify_certs
             if ca_certs is not None:
                 auth["ca_certs"] = ca_certs
+        # Several nodes may be given, comma-separated: requests go round the
+        # live ones and a dead node is skipped for a while.
+        hosts = [host.strip() for host in url.split(",") if host.strip()]
         self.client = client or Elasticsearch(
-            url, request_timeout=request_timeout, max_retries=0, retry_on_timeout=False, **auth
+            hosts, request_timeout=request_timeout, max_retries=len(hosts) - 1,
+            retry_on_timeout=False, **auth
         )
 
     # -- set-up ------------------------------------------------------------

@@ -391,7 +391,8 @@ class ElasticsearchNode:
         if (self.home / "modules" / "x-pack-security").is_dir():
             values["xpack.security.enabled"] = False
         values.update(self.extra_settings)
-        return values
+        # None removes a default (a cluster node drops discovery.type).
+        return {key: value for key, value in values.items() if value is not None}
 
     def _home_for_run(self) -> Path:
         """The ES home the node user can read.
@@ -450,6 +451,24 @@ class ElasticsearchNode:
         if self.running:
             return
         began = time.monotonic()
+        self.launch()
+        self.wait_until_started(began + timeout)
+
+    def wait_until_started(self, deadline: float) -> None:
+        """Wait for a `launch`ed node (the nodes of a cluster are launched
+        together, then waited for: none is healthy before a quorum forms)."""
+        began = time.monotonic()
+        try:
+            self._wait_until_healthy(deadline)
+        except BaseException:
+            self.stop()
+            raise
+        self.start_seconds = time.monotonic() - began
+
+    def launch(self) -> None:
+        """Start the node's process without waiting for it."""
+        if self.running:
+            return
         java_home = self.java_home or find_java_home()
         self.base_dir.mkdir(parents=True, exist_ok=True)
         if self.port is None:
@@ -483,12 +502,6 @@ class ElasticsearchNode:
                 extra_groups=[] if account else None,
             )
         atexit.register(self.stop)
-        try:
-            self._wait_until_healthy(began + timeout)
-        except BaseException:
-            self.stop()
-            raise
-        self.start_seconds = time.monotonic() - began
 
     def _wait_until_healthy(self, deadline: float) -> None:
         last = "no answer yet"
