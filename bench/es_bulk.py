@@ -12,8 +12,6 @@ sensor produces. Run by hand; figures depend on the machine.
 from __future__ import annotations
 
 import argparse
-import copy
-import hashlib
 import sys
 import tempfile
 import time
@@ -27,31 +25,15 @@ from console.es_sink import ElasticsearchSink  # noqa: E402
 from console.spool import Spool  # noqa: E402
 from console.stores.base import AlertQuery  # noqa: E402
 from console.stores.elasticsearch import ElasticsearchStore  # noqa: E402
-from detectors.alert import alert_document  # noqa: E402
-from detectors.rules.engine import RuleEngine  # noqa: E402
-from detectors.rules.loader import load_rules  # noqa: E402
-from sensor.ecs import iso_timestamp  # noqa: E402
-from sensor.runtime import Sensor  # noqa: E402
+from tests.support.alerts import numbered, replay_alerts  # noqa: E402
 
 
 def real_alerts() -> list[dict[str, Any]]:
-    documents: list[dict[str, Any]] = []
-    for capture in sorted((ROOT / "pcaps" / "modbus").glob("*.pcapng")):
-        engine = RuleEngine(load_rules())
-        Sensor(lambda e, eng=engine: documents.extend(  # type: ignore[misc]
-            alert_document(a) for a in eng.process(e))).replay([capture])
-    return documents
+    return replay_alerts(sorted((ROOT / "pcaps" / "modbus").glob("*.pcapng")))
 
 
 def variants(templates: list[dict[str, Any]], count: int) -> list[dict[str, Any]]:
-    start = time.time() - 86400
-    out = []
-    for number in range(count):
-        document = copy.deepcopy(templates[number % len(templates)])
-        document["event"]["id"] = hashlib.sha1(f"bench-{number}".encode()).hexdigest()[:20]
-        document["@timestamp"] = iso_timestamp(start + number * 0.01)
-        out.append(document)
-    return out
+    return numbered(templates, 0, count, "bench", first_ts=time.time() - 86400, step=0.01)
 
 
 def main() -> None:

@@ -4,8 +4,6 @@ and every alert ends up indexed exactly once."""
 
 from __future__ import annotations
 
-import copy
-import hashlib
 import tempfile
 import time
 from collections.abc import Iterator
@@ -18,12 +16,7 @@ from console.es_sink import ElasticsearchSink
 from console.spool import Spool
 from console.stores.base import AlertQuery
 from console.stores.elasticsearch import ElasticsearchStore
-from detectors.alert import alert_document
-from detectors.rules.engine import RuleEngine
-from detectors.rules.loader import load_rules
-from sensor.ecs import iso_timestamp
-from sensor.event import IcsEvent
-from sensor.runtime import Sensor
+from tests.support.alerts import numbered, replay_alerts
 from tests.support.esnode import (
     ElasticsearchNode,
     ensure_distribution,
@@ -65,21 +58,11 @@ def cluster(elasticsearch_node: ElasticsearchNode) -> Iterator[list[Elasticsearc
         node.stop()
 
 
+TEMPLATES = replay_alerts([CAPTURE])
+
+
 def _alerts(start: int, count: int) -> list[dict[str, Any]]:
-    templates: list[dict[str, Any]] = []
-    engine = RuleEngine(load_rules())
-
-    def consume(event: IcsEvent) -> None:
-        templates.extend(alert_document(a) for a in engine.process(event))
-
-    Sensor(consume).replay([CAPTURE])
-    out = []
-    for number in range(start, start + count):
-        document = copy.deepcopy(templates[number % len(templates)])
-        document["event"]["id"] = hashlib.sha1(f"trio-{number}".encode()).hexdigest()[:20]
-        document["@timestamp"] = iso_timestamp(1_700_000_000 + number)
-        out.append(document)
-    return out
+    return numbered(TEMPLATES, start, count, "trio")
 
 
 def test_one_node_of_three_down(cluster: list[ElasticsearchNode], tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ document the cluster refuses."""
 from __future__ import annotations
 
 import copy
-import hashlib
 import json
 import logging
 import tempfile
@@ -19,42 +18,19 @@ from console.es_sink import ElasticsearchSink
 from console.spool import Spool
 from console.stores.base import AlertQuery, StoreError
 from console.stores.elasticsearch import ElasticsearchStore
-from detectors.alert import alert_document
-from detectors.rules.engine import RuleEngine
-from detectors.rules.loader import load_rules
-from sensor.ecs import iso_timestamp
-from sensor.event import IcsEvent
-from sensor.runtime import Sensor
+from tests.support.alerts import numbered, replay_alerts
 from tests.support.esnode import ElasticsearchNode, ensure_distribution
 
 ROOT = Path(__file__).resolve().parents[2]
 Doc = dict[str, Any]
 
 
-def _templates() -> list[Doc]:
-    found: list[Doc] = []
-    for capture in sorted((ROOT / "pcaps" / "modbus").glob("attack-*.pcapng")):
-        engine = RuleEngine(load_rules())
-
-        def consume(event: IcsEvent, engine: RuleEngine = engine) -> None:
-            found.extend(alert_document(a) for a in engine.process(event))
-
-        Sensor(consume).replay([capture])
-    return found
-
-
-TEMPLATES = _templates()
+TEMPLATES = replay_alerts(sorted((ROOT / "pcaps" / "modbus").glob("attack-*.pcapng")))
 
 
 def _alerts(start: int, count: int) -> list[Doc]:
     """Real alert documents with ids and times of their own."""
-    out = []
-    for number in range(start, start + count):
-        document = copy.deepcopy(TEMPLATES[number % len(TEMPLATES)])
-        document["event"]["id"] = hashlib.sha1(f"sink-{number}".encode()).hexdigest()[:20]
-        document["@timestamp"] = iso_timestamp(1_700_000_000 + number)
-        out.append(document)
-    return out
+    return numbered(TEMPLATES, start, count, "sink")
 
 
 def _indexed_ids(store: ElasticsearchStore) -> list[str]:
