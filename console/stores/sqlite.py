@@ -532,11 +532,9 @@ class SqliteStore:
 
     def _failed(self, exc: sqlite3.Error) -> StoreError:
         """Roll back what was not flushed: a failed write leaves no half batch."""
-        try:
+        with contextlib.suppress(sqlite3.Error):
             if self._connection.in_transaction:
                 self._connection.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass
         return self._error(exc)
 
     def flush(self) -> None:

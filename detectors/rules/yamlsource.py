@@ -29,7 +29,7 @@ _Base: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 class _Loader(_Base):  # type: ignore[valid-type,misc]
-    pass
+    """The safe loader, with the line-keeping constructors registered below."""
 
 
 def _construct_mapping(loader: _Loader, node: MappingNode) -> LineDict:
