@@ -110,18 +110,21 @@ def test_unreachable_cluster_keeps_alerts_in_the_spool(
     spool.close()
 
 
+@pytest.mark.parametrize("good_count", [20, 1500], ids=["one request", "parallel parts"])
 def test_refused_alert_is_set_aside_with_its_reason(
-    elasticsearch_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture
+    elasticsearch_url: str, tmp_path: Path, caplog: pytest.LogCaptureFixture, good_count: int
 ) -> None:
     caplog.set_level(logging.ERROR, logger="icswatch.elasticsearch")
     store = ElasticsearchStore(elasticsearch_url)
     store.install_templates()
-    sink = ElasticsearchSink(store, Spool(tmp_path / "spool"), linger=0.01)
-    good = _alerts(0, 20)
+    sink = ElasticsearchSink(store, Spool(tmp_path / "spool"), linger=10, batch_size=5000)
+    good = _alerts(0, good_count)
     bad = copy.deepcopy(good[5])
     bad["event"]["id"] = "conflicting-alert"
     bad["event"]["severity"] = "very high"  # mapped as long: a mapping conflict
-    for document in [*good, bad]:
+    # The refused alert sits in the second part when the batch is split.
+    middle = good_count * 3 // 4
+    for document in [*good[:middle], bad, *good[middle:]]:
         sink.write_alert(document)
     assert sink.close(timeout=60)
     assert sorted(_indexed_ids(store)) == sorted(d["event"]["id"] for d in good)
