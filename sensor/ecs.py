@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from sensor.event import IcsEvent
+from sensor.flows.flow import Flow
 
 _last_second = -1
 _last_prefix = ""
@@ -38,8 +39,26 @@ def endpoint(ip: str, port: int, mac: str | None) -> dict[str, Any]:
     return doc
 
 
+_DATASETS: dict[str, str] = {}
+
+
+def _flow_parts(flow: Flow) -> tuple[dict[str, Any], dict[str, Any], str, str]:
+    """The ECS pieces every event of a flow shares, built once per flow:
+    initiator and responder endpoints, transport, Community ID."""
+    parts = flow.ecs_parts
+    if parts is None:
+        parts = flow.ecs_parts = (
+            endpoint(flow.initiator_ip, flow.initiator_port, flow.initiator_mac),
+            endpoint(flow.responder_ip, flow.responder_port, flow.responder_mac),
+            flow.transport_name,
+            flow.community_id,
+        )
+    return parts
+
+
 def event_document(event: IcsEvent) -> dict[str, Any]:
-    flow = event.flow
+    """A fresh document per event (nested dicts are never shared between
+    documents, so a consumer may change one)."""
     ics: dict[str, Any] = {
         "direction": event.direction,
         "access": event.access,
@@ -56,24 +75,28 @@ def event_document(event: IcsEvent) -> dict[str, Any]:
         ics["request_packet"] = event.request_packet
     if event.packet:
         ics["packet"] = event.packet
-    ics[event.protocol] = event.fields
-    outcome = "failure" if event.exception or event.malformed else "success"
+    protocol = event.protocol
+    ics[protocol] = event.fields
+    dataset = _DATASETS.get(protocol)
+    if dataset is None:
+        dataset = _DATASETS[protocol] = f"ics.{protocol}"
+    initiator, responder, transport, community = _flow_parts(event.flow)
+    if event.from_initiator:
+        source, destination = initiator.copy(), responder.copy()
+    else:
+        source, destination = responder.copy(), initiator.copy()
     return {
         "@timestamp": iso_timestamp(event.ts),
         "event": {
             "kind": "event",
             "category": ["network"],
             "type": ["protocol"],
-            "dataset": f"ics.{event.protocol}",
+            "dataset": dataset,
             "action": event.operation,
-            "outcome": outcome,
+            "outcome": "failure" if event.exception or event.malformed else "success",
         },
-        "network": {
-            "protocol": event.protocol,
-            "transport": flow.transport_name,
-            "community_id": flow.community_id,
-        },
-        "source": endpoint(event.src_ip, event.src_port, event.src_mac),
-        "destination": endpoint(event.dst_ip, event.dst_port, event.dst_mac),
+        "network": {"protocol": protocol, "transport": transport, "community_id": community},
+        "source": source,
+        "destination": destination,
         "ics": ics,
     }

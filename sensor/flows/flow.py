@@ -6,7 +6,7 @@ import base64
 import hashlib
 import ipaddress
 import struct
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
     from sensor.flows.tcp import TcpStream
@@ -55,6 +55,7 @@ class Flow:
         "bytes_from_initiator",
         "bytes_from_responder",
         "closed",
+        "ecs_parts",
         "fin_from_initiator",
         "fin_from_responder",
         "first_ts",
@@ -121,6 +122,8 @@ class Flow:
         self.analyzer_reason: str | None = None
         self.probes_left = 0
         self._community_id: str | None = None
+        # The Elastic Common Schema pieces shared by its events (sensor.ecs).
+        self.ecs_parts: tuple[dict[str, Any], dict[str, Any], str, str] | None = None
 
     @property
     def community_id(self) -> str:
