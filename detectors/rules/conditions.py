@@ -94,12 +94,9 @@ def _network_test(networks: list[Network]) -> Callable[[str], bool]:
 
 
 def _either(parts: tuple[Matcher, ...]) -> Matcher:
-    """Any of ``parts``, as nested ``or``."""
+    """Any of ``parts``, as nested ``or`` (no generator per event)."""
     if len(parts) == 1:
         return parts[0]
-    if len(parts) == 2:
-        first, second = parts
-        return lambda e: first(e) or second(e)
     head, rest = parts[0], _either(parts[1:])
     return lambda e: head(e) or rest(e)
 
@@ -108,9 +105,6 @@ def _chain(parts: tuple[Matcher, ...]) -> Matcher:
     """All of ``parts``, as nested ``and`` (no generator per event)."""
     if len(parts) == 1:
         return parts[0]
-    if len(parts) == 2:
-        first, second = parts
-        return lambda e: first(e) and second(e)
     head, rest = parts[0], _chain(parts[1:])
     return lambda e: head(e) and rest(e)
 

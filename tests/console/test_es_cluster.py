@@ -93,8 +93,9 @@ def test_one_node_of_three_down(cluster: list[ElasticsearchNode], tmp_path: Path
         # Two nodes of three carry on once the cluster has promoted the
         # replicas of the lost node's shards; meanwhile alerts wait on disk.
         deadline = time.monotonic() + 120
-        while not sink.flush(timeout=5) and time.monotonic() < deadline:
-            pass
+        delivered = sink.flush(timeout=5)
+        while not delivered and time.monotonic() < deadline:
+            delivered = sink.flush(timeout=5)
         health = http("GET", f"{cluster[0].url}/_cluster/health").body
         assert sink.spool.stats.records_pending == 0, (sink.counters, health)
     finally:

@@ -283,10 +283,8 @@ def free_port() -> int:
 
 def ensure_user(name: str = RUN_AS_USER) -> pwd.struct_passwd:
     """The unprivileged system user the node runs as; created when missing."""
-    try:
+    with contextlib.suppress(KeyError):
         return pwd.getpwnam(name)
-    except KeyError:
-        pass
     shell = "/usr/sbin/nologin" if Path("/usr/sbin/nologin").exists() else "/bin/false"
     subprocess.run(
         [
@@ -676,7 +674,7 @@ def _run(version: str, port: int | None, directory: Path | None, heap: str) -> i
             print(f"the node exited:\n{node.log_tail()}", file=sys.stderr)
             return 1
     except KeyboardInterrupt:
-        pass
+        print("interrupted: stopping the node", file=sys.stderr)
     finally:
         node.stop()
         if directory is None:
