@@ -55,6 +55,7 @@ class Flow:
         "bytes_from_initiator",
         "bytes_from_responder",
         "closed",
+        "consumer_state",
         "ecs_parts",
         "fin_from_initiator",
         "fin_from_responder",
@@ -124,6 +125,9 @@ class Flow:
         self._community_id: str | None = None
         # The Elastic Common Schema pieces shared by its events (sensor.ecs).
         self.ecs_parts: tuple[dict[str, Any], dict[str, Any], str, str] | None = None
+        # What a consumer above the sensor keeps per flow (the asset
+        # inventory's edge), so it needs no table of its own keyed by flow.
+        self.consumer_state: Any = None
 
     @property
     def community_id(self) -> str:
