@@ -9,16 +9,18 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from console.errors import UsageError
-from detectors.rules.conditions import HostGroups
+from console.paths import site_rules_dir
+from console.rule_admin import SiteRules
+from detectors.rules.conditions import HostGroups, Network
 from detectors.rules.engine import RuleEngine
 from detectors.rules.loader import (
-    DEFAULT_RULES_DIR,
     RuleSet,
     load_groups_file,
     load_rules,
     pack_files,
 )
 from detectors.rules.model import Rule
+from detectors.rules.switches import SwitchesError, apply_switches, read_switches
 from detectors.rules.yamlsource import YamlError
 from sensor.runtime import Sensor
 
@@ -41,6 +43,21 @@ def _paths(values: list[Any] | None) -> list[Path] | None:
     return [Path(v) for v in values] if values else None
 
 
+def _load(paths: list[Path] | None,
+          site_groups: dict[str, list[Network]] | None) -> RuleSet:
+    """The packs given, else the rules in force: the shipped packs and the
+    site's (uploaded through the console), with the site's switches."""
+    if paths is not None:
+        return load_rules(paths, site_groups)
+    site = SiteRules(site_rules_dir())
+    ruleset = load_rules(site.pack_paths(), site_groups)
+    try:
+        apply_switches(ruleset, read_switches(site.switches))
+    except SwitchesError as exc:
+        raise UsageError(str(exc)) from None
+    return ruleset
+
+
 def load_for_replay(rules: list[str] | None, groups: str | None, err: TextIO) -> RuleEngine:
     """Load the packs; report every rule error on stderr and go on without
     those rules (one bad rule never stops the others)."""
@@ -49,7 +66,7 @@ def load_for_replay(rules: list[str] | None, groups: str | None, err: TextIO) ->
         if not path.exists():
             raise UsageError(f"--rules {path}: no such file or folder")
     site = load_groups_file(Path(groups)) if groups else None
-    ruleset = load_rules(paths, site)
+    ruleset = _load(paths, site)
     for error in ruleset.errors:
         err.write(f"icswatch: rule error: {error}\n")
     return RuleEngine(ruleset)
@@ -74,7 +91,11 @@ class RuleReloader:
         self.stamps = self._stamps()
 
     def _files(self) -> list[Path]:
-        files = pack_files(self.paths or [DEFAULT_RULES_DIR])
+        if self.paths:
+            files = pack_files(self.paths)
+        else:
+            site = SiteRules(site_rules_dir())
+            files = [*pack_files(site.pack_paths()), site.switches]
         return files + ([self.groups] if self.groups else [])
 
     def _stamps(self) -> dict[Path, int]:
@@ -109,7 +130,11 @@ class RuleReloader:
         except YamlError as exc:
             self.err.write(f"icswatch: rules not reloaded: {exc}\n")
             return False
-        ruleset = load_rules(self.paths, site)
+        try:
+            ruleset = _load(self.paths, site)
+        except UsageError as exc:
+            self.err.write(f"icswatch: rules not reloaded: {exc}\n")
+            return False
         for error in ruleset.errors:
             self.err.write(f"icswatch: rule error: {error}\n")
         self.engine.reload(ruleset)
@@ -141,7 +166,7 @@ def run_rules_command(args: argparse.Namespace, out: TextIO, err: TextIO) -> int
         return 1 if ruleset.errors else 0
     if args.rules_command == "list":
         site = load_groups_file(Path(args.groups)) if args.groups else None
-        ruleset = load_rules(args.rules, site)
+        ruleset = _load(args.rules, site)
         for error in ruleset.errors:
             err.write(f"icswatch: rule error: {error}\n")
         for rule in ruleset.rules:
