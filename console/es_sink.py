@@ -4,8 +4,13 @@ Every alert goes through the on-disk spool first; a drainer thread takes
 the oldest spooled alerts in bulk batches to the cluster and acknowledges
 them only once Elasticsearch has them. While the cluster is slow or down the
 alerts wait on disk and the drainer retries with backoff; documents carry
-their deterministic ``event.id`` as ``_id``, so a batch delivered twice (a
-crash between indexing and acknowledging) still leaves one copy.
+their deterministic ``event.id`` as ``_id`` and go in with the bulk
+``create`` action, so a batch delivered twice (a crash between indexing and
+acknowledging, a second replay) still leaves one copy, and never resets the
+triage of an alert stored before (its "version conflict" counts as
+delivered). Each alert's ``event.ingested`` is the time the drainer sends
+it, spliced into the spooled bytes (an alert that waited out an outage in
+the spool is new to the console's live feed when it arrives).
 
 Alerts a cluster refuses for good (a mapping conflict) cannot be retried:
 they go to ``rejected.jsonl`` beside the spool with the reason, and one log
@@ -34,8 +39,8 @@ from typing import Any, Final
 import orjson
 
 from console.spool import Spool, SpoolFull, TooLarge
-from console.stores.base import StoreError
-from console.stores.elasticsearch import ElasticsearchStore, Rejected, with_status
+from console.stores.base import StoreError, iso_time
+from console.stores.elasticsearch import ElasticsearchStore, Rejected, prepared_alert
 
 log = logging.getLogger("icswatch.elasticsearch")
 
@@ -57,6 +62,11 @@ MIN_PART: Final = 250
 # What follows the index and id in a spooled envelope (compact JSON, keys
 # in insertion order; index names and ids never hold quotes or commas).
 ENVELOPE_DOC: Final = b',"doc":'
+# A spooled alert document begins with its ``event.ingested``, this
+# placeholder until the drainer sends it (`prepared_alert` puts it first).
+INGESTED_PLACEHOLDER: Final = "1970-01-01T00:00:00.000000Z"
+INGESTED_PREFIX: Final = b'{"event":{"ingested":"'
+UNSTAMPED: Final = INGESTED_PREFIX + INGESTED_PLACEHOLDER.encode()
 
 
 class ElasticsearchSink:
@@ -111,7 +121,7 @@ class ElasticsearchSink:
         bulk request from the spooled bytes without decoding them."""
         if not self._alerts:
             self._oldest = self.clock()
-        document = with_status(document)
+        document = prepared_alert(document, INGESTED_PLACEHOLDER)
         self._alerts.append({
             "_index": self.store.index_name("alerts", document),
             "_id": document["event"]["id"],
@@ -255,10 +265,15 @@ class ElasticsearchSink:
                     self._prepare()
                     self._prepare = None
                 lines: list[bytes] = []
+                stamp = INGESTED_PREFIX + iso_time(time.time()).encode()
                 for payload in batch.payloads:
                     split = payload.find(ENVELOPE_DOC)
-                    lines.append(b'{"index":' + payload[:split] + b"}}")
-                    lines.append(payload[split + len(ENVELOPE_DOC):-1])
+                    start = split + len(ENVELOPE_DOC)
+                    lines.append(b'{"create":' + payload[:split] + b"}}")
+                    if payload.startswith(UNSTAMPED, start):
+                        lines.append(stamp + payload[start + len(UNSTAMPED):-1])
+                    else:  # spooled by an older icswatch
+                        lines.append(payload[start:-1])
                 failures = self._bulk(lines)
                 rejected = [Rejected(batch.records[number]["doc"], reason)
                             for number, reason in failures]
@@ -304,7 +319,12 @@ class ElasticsearchSink:
     def _set_aside(self, rejected: list[Rejected]) -> None:
         with self.rejected_path.open("a", encoding="utf-8") as out:
             for item in rejected:
-                out.write(json.dumps({"reason": item.reason, "document": item.document},
+                document = item.document
+                event = document.get("event")
+                if isinstance(event, dict) and event.get("ingested") == INGESTED_PLACEHOLDER:
+                    document = {**document, "event": {
+                        k: v for k, v in event.items() if k != "ingested"}}
+                out.write(json.dumps({"reason": item.reason, "document": document},
                                      separators=(",", ":"), ensure_ascii=False,
                                      default=repr) + "\n")
             out.flush()

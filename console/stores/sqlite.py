@@ -13,17 +13,28 @@ when XDG_DATA_HOME is unset); the folder is created. The database runs in WAL
 mode with ``synchronous=NORMAL``: readers in other threads or processes (the
 web console) never block the writer (a replay) and see what it has flushed; a
 power cut may lose the last commits, never the file. Table
-``icswatch_schema`` records the schema version; a file from a newer icswatch,
-a database of another program, or a file that is not a database is refused
-with a one-line `StoreError`.
+``icswatch_schema`` records the schema version; a file of an older schema is
+upgraded in place when opened (columns and tables added, nothing rewritten;
+alerts stored before have no ``event.ingested``); a file from a newer
+icswatch, a database of another program, or a file that is not a database
+is refused with a one-line `StoreError`.
 
 Alerts are keyed by ``event.id``: writing an alert again (a second replay, a
-retry) updates its row in place, so the store never holds it twice; the
-triage ``status`` of a stored alert ("open" when first written, unless the
-document carries ``ics.alert.status``) is kept across rewrites and returned
-in each document as ``ics.alert.status``. Queries read indexed columns (time,
-severity, rule, protocol, addresses, organization, status) and a child table
-of technique ids; the document itself is stored as JSON, encoded once.
+retry) updates its row in place, so the store never holds it twice. Triage
+lives in columns of its own, set when the alert is first written (from the
+document's ``ics.alert`` fields; status "open" unless given), changed by
+`SqliteStore.set_triage`, kept across rewrites and laid over each document
+read as ``ics.alert.status``, ``assignee``, ``resolution`` and ``updated``
+(the last three only when set). So is the time the alert was first
+written, returned as ``event.ingested``. Queries read indexed columns (time,
+severity, rule, protocol, addresses, organization, status, assignee) and a
+child table of technique ids; the document itself is stored as JSON,
+encoded once.
+
+`SqliteStore.alerts_since` follows the rowid, which grows in commit order
+(writers take the write lock for their whole transaction) and is kept by
+a rewrite. Inventory documents (assets, communications, sensors) are rows
+of table ``inventory`` keyed by (kind, id).
 
 Time is the alert's ``@timestamp`` (when it was last seen, ``event.end``) as
 epoch seconds with microseconds; ``AlertQuery.start``/``end`` and the
@@ -79,14 +90,26 @@ import os
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
-from console.stores.base import TOP_FIELDS, AlertQuery, Bucket, Page, StoreError
+from console.stores.base import (
+    TOP_FIELDS,
+    AlertQuery,
+    Bucket,
+    Page,
+    StoreError,
+    check_inventory,
+    iso_time,
+    triage_fields,
+)
 
-SCHEMA_VERSION: Final = 1
+# 1: alerts, techniques, events. 2: triage columns (assignee, resolution,
+# updated), ingested, the inventory table.
+SCHEMA_VERSION: Final = 2
 DEFAULT_STATUS: Final = "open"
 MEMORY: Final = ":memory:"
 
@@ -99,12 +122,19 @@ _COLUMNS: Final = {
     "ics.alert.severity": "a.severity",
     "organization.id": "a.organization",
     "ics.alert.status": "a.status",
+    "ics.alert.assignee": "a.assignee",
 }
 _IP_FIELDS: Final = frozenset({"source.ip", "destination.ip"})
 
 # The token text is already cut into words; FTS5 must keep them whole.
 _FTS_TOKENIZER = "unicode61 remove_diacritics 0 tokenchars '._''\u2019,;'"
 
+_INVENTORY_TABLE: Final = """CREATE TABLE inventory (
+        kind TEXT NOT NULL,               -- assets, communications, sensors
+        id TEXT NOT NULL,
+        doc TEXT NOT NULL,                -- JSON
+        PRIMARY KEY (kind, id)
+    ) WITHOUT ROWID"""
 _SCHEMA: Final = (
     """CREATE TABLE alerts (
         pk INTEGER PRIMARY KEY,           -- stable rowid for the text index
@@ -120,7 +150,11 @@ _SCHEMA: Final = (
         text_name TEXT NOT NULL,          -- search tokens, see search_terms()
         text_message TEXT NOT NULL,
         text_title TEXT NOT NULL,
-        doc TEXT NOT NULL                 -- the ECS document, JSON
+        doc TEXT NOT NULL,                -- the ECS document as JSON
+        assignee TEXT,                    -- triage, kept across rewrites
+        resolution TEXT,
+        updated TEXT,                     -- ISO 8601 of the last triage
+        ingested REAL                     -- when first written (epoch seconds)
     )""",
     "CREATE INDEX alerts_time ON alerts (ts, id)",
     "CREATE INDEX alerts_severity ON alerts (severity, ts)",
@@ -130,6 +164,7 @@ _SCHEMA: Final = (
     "CREATE INDEX alerts_destination ON alerts (destination_ip, ts)",
     "CREATE INDEX alerts_organization ON alerts (organization, ts)",
     "CREATE INDEX alerts_status ON alerts (status, ts)",
+    "CREATE INDEX alerts_assignee ON alerts (assignee, ts)",
     """CREATE TABLE alert_techniques (
         technique TEXT NOT NULL,
         alert INTEGER NOT NULL,           -- alerts.pk
@@ -144,6 +179,16 @@ _SCHEMA: Final = (
     )""",
     "CREATE INDEX events_time ON events (ts)",
     "CREATE INDEX events_protocol ON events (protocol, ts)",
+    _INVENTORY_TABLE,
+)
+# From schema 1 to 2: what _SCHEMA has since.
+_MIGRATE_1: Final = (
+    "ALTER TABLE alerts ADD COLUMN assignee TEXT",
+    "ALTER TABLE alerts ADD COLUMN resolution TEXT",
+    "ALTER TABLE alerts ADD COLUMN updated TEXT",
+    "ALTER TABLE alerts ADD COLUMN ingested REAL",
+    "CREATE INDEX alerts_assignee ON alerts (assignee, ts)",
+    _INVENTORY_TABLE,
 )
 _FTS_SCHEMA: Final = (
     f"""CREATE VIRTUAL TABLE alerts_text USING fts5(
@@ -169,8 +214,9 @@ _FTS_SCHEMA: Final = (
 
 _UPSERT_ALERT: Final = """
     INSERT INTO alerts (id, ts, severity, rule_id, protocol, source_ip, destination_ip,
-                        organization, status, text_name, text_message, text_title, doc)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        organization, status, text_name, text_message, text_title, doc,
+                        assignee, resolution, updated, ingested)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (id) DO UPDATE SET
         ts = excluded.ts, severity = excluded.severity, rule_id = excluded.rule_id,
         protocol = excluded.protocol, source_ip = excluded.source_ip,
@@ -179,6 +225,9 @@ _UPSERT_ALERT: Final = """
         text_title = excluded.text_title, doc = excluded.doc
     WHERE alerts.doc IS NOT excluded.doc
 """
+# What a document read is made of (`SqliteStore._document`).
+_DOCUMENT: Final = "a.status, a.assignee, a.resolution, a.updated, a.ingested, a.doc"
+_TRIAGE_COLUMNS: Final = {name: name for name in ("status", "assignee", "resolution", "updated")}
 _DELETE_TECHNIQUES: Final = (
     "DELETE FROM alert_techniques WHERE alert = (SELECT pk FROM alerts WHERE id = ?)"
 )
@@ -314,6 +363,25 @@ def _encode_cursor(ts: float, alert_id: str, newest_first: bool) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
+def _encode_marker(pk: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps(["since", pk]).encode()).decode().rstrip("=")
+
+
+def _decode_marker(marker: str) -> int:
+    try:
+        raw = base64.urlsafe_b64decode(marker + "=" * (-len(marker) % 4))
+        tag, pk = json.loads(raw)
+    except (binascii.Error, ValueError, TypeError):
+        raise ValueError("not a marker this store returned") from None
+    if tag != "since" or not isinstance(pk, int) or isinstance(pk, bool):
+        raise ValueError("not a marker this store returned")
+    return pk
+
+
+def _text_or_none(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
 def _decode_cursor(cursor: str, newest_first: bool) -> tuple[float, str]:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
@@ -406,7 +474,8 @@ class SqliteStore:
         return fulltext
 
     def _check_schema(self, fulltext: bool) -> tuple[bool, bool]:
-        """The full-text mode of the file, and whether it was created now."""
+        """The full-text mode of the file, and whether it was created (or
+        upgraded) now, to be committed."""
         connection = self._connection
         tables = {name for (name,) in connection.execute(
             "SELECT name FROM sqlite_master WHERE type = 'table'")}
@@ -433,6 +502,12 @@ class SqliteStore:
         if mode == "fts5" and not fts5_available():
             raise StoreError(f"store {self.path}: needs SQLite's FTS5, which this Python's "
                              "sqlite3 module lacks")
+        if version < SCHEMA_VERSION:
+            # Older files are upgraded in place, in this transaction.
+            for statement in _MIGRATE_1:
+                connection.execute(statement)
+            connection.execute("UPDATE icswatch_schema SET version = ?", (SCHEMA_VERSION,))
+            return mode == "fts5", True
         return mode == "fts5", False
 
     def _error(self, exc: sqlite3.Error, opening: bool = False) -> StoreError:
@@ -454,8 +529,10 @@ class SqliteStore:
 
     def write_alerts(self, alerts: Sequence[dict[str, Any]]) -> None:
         """Store alert documents, idempotent by ``event.id`` (the last of
-        several with one id wins; a stored alert keeps its status)."""
+        several with one id wins; a stored alert keeps its triage and the
+        time it was first written)."""
         rows: dict[str, tuple[Any, ...]] = {}
+        ingested = time.time()
         techniques: dict[str, list[str]] = {}
         encode = json.JSONEncoder(
             separators=(",", ":"), ensure_ascii=False, check_circular=False).encode
@@ -490,6 +567,10 @@ class SqliteStore:
                 _token_text(doc.get("message") or ""),
                 _title_token_text(ics_alert.get("title_zh") or ""),
                 encode(doc),
+                _text_or_none(ics_alert.get("assignee")),
+                _text_or_none(ics_alert.get("resolution")),
+                _text_or_none(ics_alert.get("updated")),
+                ingested,
             )
             ids = _nested(doc, "threat", "technique", "id") or []
             techniques[alert_id] = [ids] if isinstance(ids, str) else ids
@@ -587,6 +668,7 @@ class SqliteStore:
         any_of("a.rule_id", query.rule_ids)
         any_of("a.organization", query.organizations)
         any_of("a.status", query.statuses)
+        any_of("a.assignee", query.assignees)
         techniques = _values(query.techniques)
         if techniques:
             clauses.append(
@@ -632,14 +714,100 @@ class SqliteStore:
                     self._connection.execute("COMMIT")
 
     @staticmethod
-    def _document(status: str, doc: str) -> dict[str, Any]:
+    def _document(status: str, assignee: str | None, resolution: str | None,
+                  updated: str | None, ingested: float | None, doc: str) -> dict[str, Any]:
+        """The stored document with its triage and ingest time laid over it
+        (the columns of `_DOCUMENT`)."""
         document: dict[str, Any] = json.loads(doc)
-        document.setdefault("ics", {}).setdefault("alert", {})["status"] = status
+        alert = document.setdefault("ics", {}).setdefault("alert", {})
+        alert["status"] = status
+        for name, value in (("assignee", assignee), ("resolution", resolution),
+                            ("updated", updated)):
+            if value is None:
+                alert.pop(name, None)
+            else:
+                alert[name] = value
+        if ingested is not None:
+            document.setdefault("event", {})["ingested"] = iso_time(ingested)
         return document
 
     def get_alert(self, alert_id: str) -> dict[str, Any] | None:
-        rows = self._read("SELECT status, doc FROM alerts WHERE id = ?", (alert_id,))
+        rows = self._read(f"SELECT {_DOCUMENT} FROM alerts a WHERE a.id = ?", (alert_id,))
         return self._document(*rows[0]) if rows else None
+
+    def set_triage(
+        self, alert_id: str, *, status: str | None = None, assignee: str | None = None,
+        resolution: str | None = None, updated: float,
+    ) -> dict[str, Any] | None:
+        """Set the alert's triage columns and commit (with whatever this
+        store wrote before); the updated document, None for an unknown id.
+        ValueError for a status not in `console.stores.base.STATUSES`."""
+        fields = triage_fields(status, assignee, resolution, updated)
+        # The names are triage_fields' own, never the caller's.
+        assignments = ", ".join(f"{_TRIAGE_COLUMNS[name]} = ?" for name in fields)
+        with self._lock:
+            try:
+                self._begin()
+                changed = self._connection.execute(
+                    f"UPDATE alerts SET {assignments} WHERE id = ?",
+                    (*fields.values(), alert_id)).rowcount
+                self._connection.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise self._failed(exc) from None
+            return self.get_alert(alert_id) if changed else None
+
+    def alerts_since(
+        self, marker: str | None, size: int = 100
+    ) -> tuple[list[dict[str, Any]], str]:
+        """Alerts first committed after ``marker``, in rowid order (the
+        order of first commit); see `console.stores.base.Store`."""
+        if marker is None:
+            rows = self._read("SELECT coalesce(max(pk), 0) FROM alerts", ())
+            return [], _encode_marker(int(rows[0][0]))
+        after = _decode_marker(marker)
+        if size <= 0:
+            return [], marker
+        rows = self._read(
+            f"SELECT a.pk, {_DOCUMENT} FROM alerts a WHERE a.pk > ? ORDER BY a.pk LIMIT ?",
+            (after, size))
+        if not rows:
+            return [], marker
+        return [self._document(*row[1:]) for row in rows], _encode_marker(int(rows[-1][0]))
+
+    # -- inventory ------------------------------------------------------------------
+
+    def write_inventory(self, kind: str, documents: Sequence[dict[str, Any]]) -> None:
+        """Upsert documents by (kind, id), whole, and commit (with whatever
+        this store wrote before)."""
+        check_inventory(kind, documents)
+        encode = json.JSONEncoder(
+            separators=(",", ":"), ensure_ascii=False, check_circular=False).encode
+        rows = [(kind, document["id"], encode(document)) for document in documents]
+        if not rows:
+            return
+        with self._lock:
+            try:
+                self._begin()
+                self._connection.executemany(
+                    "INSERT INTO inventory (kind, id, doc) VALUES (?, ?, ?) "
+                    "ON CONFLICT (kind, id) DO UPDATE SET doc = excluded.doc", rows)
+                self._connection.execute("COMMIT")
+            except sqlite3.Error as exc:
+                raise self._failed(exc) from None
+
+    def list_inventory(self, kind: str, size: int = 10_000) -> list[dict[str, Any]]:
+        """Up to ``size`` documents of ``kind`` by id (byte order of the
+        UTF-8 ids, as Elasticsearch sorts a keyword)."""
+        check_inventory(kind)
+        rows = self._read("SELECT doc FROM inventory WHERE kind = ? ORDER BY id LIMIT ?",
+                          (kind, max(size, 0)))
+        return [json.loads(doc) for (doc,) in rows]
+
+    def get_inventory(self, kind: str, doc_id: str) -> dict[str, Any] | None:
+        check_inventory(kind)
+        rows = self._read("SELECT doc FROM inventory WHERE kind = ? AND id = ?", (kind, doc_id))
+        document: dict[str, Any] | None = json.loads(rows[0][0]) if rows else None
+        return document
 
     def count_alerts(self, query: AlertQuery) -> int:
         where, params = self._filters(query)
@@ -665,7 +833,7 @@ class SqliteStore:
         with self._snapshot():  # the total and the page agree
             total = self.count_alerts(query)
             rows = self._read(
-                f"SELECT a.ts, a.id, a.status, a.doc FROM alerts a{where}{keyset} "
+                f"SELECT a.ts, a.id, {_DOCUMENT} FROM alerts a{where}{keyset} "
                 f"ORDER BY a.ts {order}, a.id {order} LIMIT ?", params_page)
         cursor = None
         if len(rows) > query.size > 0:
@@ -673,7 +841,7 @@ class SqliteStore:
             cursor = _encode_cursor(rows[-1][0], rows[-1][1], query.newest_first)
         elif query.size == 0:
             rows = []
-        return Page([self._document(status, doc) for _, _, status, doc in rows], total, cursor)
+        return Page([self._document(*row[2:]) for row in rows], total, cursor)
 
     def histogram(self, query: AlertQuery, interval: float) -> list[Bucket]:
         """Alert counts by severity per ``interval`` seconds (at least a

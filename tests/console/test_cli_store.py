@@ -66,6 +66,7 @@ def test_replay_stores_its_alerts_by_default(_store_in_tmp: Path) -> None:
     assert set(stored) == {doc["event"]["id"] for doc in expected}
     for doc in expected:
         assert stored[doc["event"]["id"]]["ics"]["alert"].pop("status") == "open"
+        assert stored[doc["event"]["id"]]["event"].pop("ingested")  # when it was stored
         assert stored[doc["event"]["id"]] == doc
 
 

@@ -46,6 +46,14 @@ def _alerts() -> list[Doc]:
 
 
 DOCUMENTS = _alerts()
+# The same triage in both stores (DOCUMENTS[0] stays open).
+TRIAGE: list[tuple[int, dict[str, Any]]] = [
+    (1, {"status": "acknowledged", "assignee": "alice"}),
+    (2, {"status": "closed", "assignee": "bob", "resolution": "planned maintenance"}),
+    (5, {"status": "false_positive", "resolution": "test bench"}),
+    (8, {"assignee": "alice"}),
+    (8, {"status": "acknowledged", "assignee": ""}),
+]
 
 
 @pytest.fixture
@@ -56,6 +64,9 @@ def stores(elasticsearch_url: str, tmp_path: Path) -> Iterator[tuple[Store, Stor
     for store in (es, embedded):
         store.write_alerts(DOCUMENTS)
         store.flush()
+        for number, (index, triage) in enumerate(TRIAGE):
+            store.set_triage(DOCUMENTS[index]["event"]["id"], updated=1_700_000_000 + number,
+                             **triage)
     yield es, embedded
     es.close()
     embedded.close()
@@ -105,6 +116,10 @@ QUERIES = [
     AlertQuery(organizations=["org-a"]),
     AlertQuery(assets=["127.0.0.66"]),
     AlertQuery(protocols=["modbus"], statuses=["open"]),
+    AlertQuery(statuses=["acknowledged", "closed"]),
+    AlertQuery(statuses=["false_positive"], severities=["high", "medium", "low"]),
+    AlertQuery(assignees=["alice"]),
+    AlertQuery(assignees=["alice", "bob"], statuses=["closed"]),
     AlertQuery(text="write"),
     AlertQuery(text="Modbus write flood"),
     AlertQuery(text="写操作"),
@@ -141,6 +156,18 @@ def test_both_stores_give_the_same_answers(stores: tuple[Store, Store], query: A
         assert es.histogram(query, interval) == embedded.histogram(query, interval)
     for field in sorted(TOP_FIELDS):
         assert es.top(query, field, 5) == embedded.top(query, field, 5), field
+
+
+def test_both_stores_return_the_same_triage(stores: tuple[Store, Store]) -> None:
+    es, embedded = stores
+    for index in {index for index, _ in TRIAGE} | {0}:
+        alert_id = DOCUMENTS[index]["event"]["id"]
+        from_es, from_sqlite = es.get_alert(alert_id), embedded.get_alert(alert_id)
+        assert from_es is not None and from_sqlite is not None
+        assert from_es["ics"]["alert"] == from_sqlite["ics"]["alert"]
+        del from_es["event"]["ingested"], from_sqlite["event"]["ingested"]
+        assert from_es == from_sqlite
+    assert es.top(AlertQuery(), "ics.alert.assignee") == [("alice", 1), ("bob", 1)]
 
 
 def test_time_window(stores: tuple[Store, Store]) -> None:

@@ -133,6 +133,8 @@ def test_documents_come_back_as_written_with_their_status(
         stored = store.get_alert(doc["event"]["id"])
         assert stored is not None
         assert stored["ics"]["alert"].pop("status") == "open"
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z",
+                            stored["event"].pop("ingested"))
         assert stored == doc
     assert store.get_alert("no-such-id") is None
 
