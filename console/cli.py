@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import socket
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -15,15 +16,17 @@ from typing import NoReturn, TextIO, TypeVar
 
 from console.errors import UsageError
 from console.output import AlertsOnlyWriter, EventWriter, JsonLinesWriter, NullWriter, TableWriter
-from console.replay_store import open_store
+from console.replay_store import open_store, store_inventory
 from console.rules_cli import (
     RuleReloader,
     add_rules_commands,
     load_for_replay,
     run_rules_command,
 )
+from console.serve_cli import add_serve_commands, run_serve, run_user_command
 from console.stores.base import StoreError
 from detectors.alert import Alert
+from detectors.inventory import Inventory
 from detectors.rules.engine import RuleEngine
 from detectors.rules.yamlsource import YamlError
 from sensor.capture.filter import FilterError, compile_filter
@@ -78,7 +81,11 @@ def _parser() -> argparse.ArgumentParser:
              "down (default: $XDG_DATA_HOME/icswatch/spool)")
     replay.add_argument("--store-events", action="store_true",
                         help="store the events too, not only the alerts (large)")
+    replay.add_argument("--sensor-name", metavar="NAME", default=socket.gethostname(),
+                        help="the name this run is stored under in the console's sensor "
+                             "list (default: the host name)")
     add_rules_commands(commands)
+    add_serve_commands(commands)
     return parser
 
 
@@ -229,10 +236,13 @@ def _replay(args: argparse.Namespace) -> int:
     printing = not isinstance(writer, NullWriter)
     write_event: Callable[[IcsEvent], object] | None = writer.event if printing else None
     write_alert: Callable[[Alert], object] | None = writer.alert if printing else None
+    inventory = None
     if sink is not None:
         write_alert = _both(write_alert, sink.alert)
         if args.store_events:
             write_event = _both(write_event, sink.event)
+        inventory = Inventory()
+        write_event = _both(write_event, inventory.observe)
     sensor = Sensor(_consumer(engine, write_event, write_alert), packet_filter=packet_filter)
     bar = None
     if not args.no_progress and sys.stderr.isatty():
@@ -263,6 +273,14 @@ def _replay(args: argparse.Namespace) -> int:
         if out is not sys.stdout:
             out.close()
     if sink is not None:
+        try:
+            if inventory is not None:
+                alerts = sum(raised for raised, _ in engine.statistics().values()) \
+                    if engine is not None else 0
+                store_inventory(sink, inventory, args.sensor_name, stats, alerts, args.files)
+        except BaseException:
+            sink.abandon()
+            raise
         sink.close()
     if not args.no_summary:
         _summary(stats, engine, sys.stderr, sink.summary() if sink is not None else None)
@@ -276,9 +294,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         if args.command is None:
-            raise UsageError("a command is required: replay or rules")
+            raise UsageError("a command is required: replay, rules, serve or user")
         if args.command == "rules":
             return run_rules_command(args, sys.stdout, sys.stderr)
+        if args.command == "serve":
+            return run_serve(args, sys.stderr)
+        if args.command == "user":
+            return run_user_command(args, sys.stdout)
         return _replay(args)
     except UsageError as exc:
         print(f"icswatch: {exc}", file=sys.stderr)

@@ -6,14 +6,18 @@ from __future__ import annotations
 import contextlib
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from console.errors import UsageError
-from console.stores.base import AlertQuery, StoreError
+from console.stores.base import AlertQuery, Store, StoreError
+from console.times import iso
 from detectors.alert import Alert, alert_document
+from detectors.inventory import MERGERS, Inventory
 from sensor.ecs import event_document
 from sensor.event import IcsEvent
+from sensor.runtime import Stats
 
 if TYPE_CHECKING:
     from console.es_sink import ElasticsearchSink
@@ -32,6 +36,8 @@ class ReplaySink(Protocol):
     def abandon(self) -> None: ...
 
     def summary(self) -> str: ...
+
+    def inventory(self, kind: str, documents: list[dict[str, Any]]) -> None: ...
 
 
 class SqliteSink:
@@ -79,6 +85,11 @@ class SqliteSink:
         self.store.flush()
         self.written_at = time.monotonic()
 
+    def inventory(self, kind: str, documents: list[dict[str, Any]]) -> None:
+        """Assets, communications or sensors, added to what earlier runs
+        stored; written before `close`."""
+        self.store.write_inventory(kind, merged_inventory(self.store, kind, documents))
+
     def close(self) -> None:
         try:
             self.write()
@@ -125,6 +136,7 @@ class ElasticsearchReplaySink:
                                                          prepare=store.install_templates)
         self.delivered = True
         self.pending = 0
+        self.inventory_error: str | None = None
 
     def alert(self, alert: Alert) -> None:
         self.sink.write_alert(alert_document(alert))
@@ -134,6 +146,19 @@ class ElasticsearchReplaySink:
 
     def tick(self) -> None:
         self.sink.tick()
+
+    def inventory(self, kind: str, documents: list[dict[str, Any]]) -> None:
+        """Straight to the cluster, not through the spool: these are
+        snapshots the next run writes again in full, not records to keep.
+        A cluster that is down costs this snapshot; the summary says so (the
+        sink has already logged the outage)."""
+        if self.inventory_error is not None:
+            return
+        store = self.sink.store
+        try:
+            store.write_inventory(kind, merged_inventory(store, kind, documents))
+        except StoreError as exc:
+            self.inventory_error = str(exc)
 
     def close(self) -> None:
         self.delivered = self.sink.close(timeout=60)
@@ -154,7 +179,11 @@ class ElasticsearchReplaySink:
         if self.pending:
             line += (f"; {self.pending} wait in the spool {self.sink.spool.directory} "
                      "for the cluster")
-        return line + ")\n"
+        line += ")\n"
+        if self.inventory_error is not None:
+            line += (f"  assets, communication map and sensor record not stored: "
+                     f"{self.inventory_error}\n")
+        return line
 
 
 def default_spool() -> Path:
@@ -178,3 +207,34 @@ def open_store(store: str | None, spool: str | None) -> ReplaySink | None:
     except StoreError as exc:
         hint = "" if store is not None else " (--store none replays without storing)"
         raise UsageError(f"{exc}{hint}") from None
+
+
+def merged_inventory(store: Store, kind: str,
+                     documents: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """This run's documents folded into the stored ones of the same ids."""
+    merge = MERGERS[kind]
+    stored = {document["id"]: document for document in store.list_inventory(kind)}
+    return [merge(stored.get(document["id"]), document) for document in documents]
+
+
+def store_inventory(sink: ReplaySink, inventory: Inventory, sensor_name: str, stats: Stats,
+                    alerts: int, captures: Sequence[str]) -> None:
+    """After a replay: the communication map, the assets and this run as a
+    sensor record (its statistics are the last run's)."""
+    sink.inventory("communications", inventory.communications(iso))
+    sink.inventory("assets", inventory.assets(iso))
+    now = iso(time.time())
+    sink.inventory("sensors", [{
+        "id": sensor_name, "name": sensor_name, "kind": "replay",
+        "first_seen": now, "last_seen": now,
+        "stats": {
+            "packets": stats.packets, "bytes": stats.bytes, "events": stats.events,
+            "alerts": alerts, "malformed": stats.malformed,
+            "flows": stats.counters.get("flows", 0),
+            "protocols": {name: sum(operations.values())
+                          for name, operations in sorted(stats.operations.items())},
+            "counters": {name: value for name, value in sorted(stats.counters.items())
+                         if value},
+        },
+        "captures": [Path(path).name for path in captures],
+    }])

@@ -203,3 +203,73 @@ class Inventory:
             after.history.append(Change(now, "role", f"{', '.join(before.roles)} -> "
                                                       f"{', '.join(after.roles)}"))
         del after.history[:-MAX_HISTORY]
+
+
+# -- accumulating snapshots across runs ----------------------------------------------
+
+def _earliest(a: Any, b: Any) -> Any:
+    return min(value for value in (a, b) if value) if a or b else None
+
+
+def _latest(a: Any, b: Any) -> Any:
+    return max(value for value in (a, b) if value) if a or b else None
+
+
+EDGE_COUNTERS: Final = ("flows", "events", "reads", "writes", "controls", "engineering")
+
+
+def merge_communication(stored: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    """An edge seen by an earlier run and by this one: counters add up,
+    times widen. (Replaying the same capture twice counts it twice, as a
+    second look at the same traffic would.)"""
+    if stored is None:
+        return new
+    merged = dict(new)
+    for name in EDGE_COUNTERS:
+        merged[name] = int(stored.get(name) or 0) + int(new.get(name) or 0)
+    merged["first_seen"] = _earliest(stored.get("first_seen"), new.get("first_seen"))
+    merged["last_seen"] = _latest(stored.get("last_seen"), new.get("last_seen"))
+    return merged
+
+
+def merge_asset(stored: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    """An asset known from earlier runs: what it serves, speaks and is grows;
+    its history keeps the earlier entries and adds this run's changes."""
+    if stored is None:
+        return new
+    merged = dict(new)
+    old_protocols = stored.get("protocols") or {}
+    protocols = {side: sorted(set(old_protocols.get(side) or ()) |
+                              set((new.get("protocols") or {}).get(side) or ()))
+                 for side in ("served", "spoken")}
+    merged["protocols"] = protocols
+    roles = (set(stored.get("roles") or ()) | set(new.get("roles") or ())) - {"unknown"}
+    merged["roles"] = sorted(roles) or ["unknown"]
+    merged["mac"] = new.get("mac") or stored.get("mac")
+    merged["events"] = int(stored.get("events") or 0) + int(new.get("events") or 0)
+    merged["peers"] = max(int(stored.get("peers") or 0), int(new.get("peers") or 0))
+    merged["first_seen"] = _earliest(stored.get("first_seen"), new.get("first_seen"))
+    merged["last_seen"] = _latest(stored.get("last_seen"), new.get("last_seen"))
+    history = list(stored.get("history") or [])
+    at = new.get("last_seen")
+    known = set(old_protocols.get("served") or ()) | set(old_protocols.get("spoken") or ())
+    for protocol in sorted(set(protocols["served"]) | set(protocols["spoken"])):
+        if protocol not in known:
+            history.append({"at": at, "change": "new_protocol", "detail": protocol})
+    old_roles = sorted(set(stored.get("roles") or ()) - {"unknown"})
+    if old_roles and sorted(roles) != old_roles:
+        history.append({"at": at, "change": "role",
+                        "detail": f"{', '.join(old_roles)} -> {', '.join(sorted(roles))}"})
+    merged["history"] = history[-MAX_HISTORY:]
+    return merged
+
+
+def merge_sensor(stored: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    """A sensor reporting again: first seen stays, the rest is this run's."""
+    if stored is None:
+        return new
+    return {**new, "first_seen": _earliest(stored.get("first_seen"), new.get("first_seen"))}
+
+
+MERGERS: Final = {"communications": merge_communication, "assets": merge_asset,
+                  "sensors": merge_sensor}

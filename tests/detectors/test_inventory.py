@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from console.times import iso
-from detectors.inventory import Inventory
+from detectors.inventory import Inventory, merge_asset, merge_communication
 from sensor.runtime import Sensor
 
 PCAPS = Path(__file__).resolve().parents[2] / "pcaps" / "modbus"
@@ -53,3 +53,23 @@ def test_engineering_access_marks_an_engineering_workstation() -> None:
     inventory = _inventory("attack-file-record-write.pcapng")
     roles = {asset["ip"]: asset["roles"] for asset in inventory.assets(iso)}
     assert "engineering" in roles["127.0.0.66"]
+
+
+def test_snapshots_of_later_runs_add_to_earlier_ones() -> None:
+    first = {a["ip"]: a for a in _inventory("read-write.pcapng").assets(iso)}
+    second = {a["ip"]: a for a in _inventory("attack-unauthorised-write.pcapng").assets(iso)}
+    merged = merge_asset(first["127.0.0.1"], second["127.0.0.1"])
+    assert merged["events"] == first["127.0.0.1"]["events"] + second["127.0.0.1"]["events"]
+    assert merged["first_seen"] == min(first["127.0.0.1"]["first_seen"],
+                                       second["127.0.0.1"]["first_seen"])
+    assert merged["last_seen"] == max(first["127.0.0.1"]["last_seen"],
+                                      second["127.0.0.1"]["last_seen"])
+    assert set(merged["roles"]) == set(first["127.0.0.1"]["roles"]) | set(
+        second["127.0.0.1"]["roles"])
+    assert merged["history"][: len(first["127.0.0.1"]["history"])] == first["127.0.0.1"][
+        "history"]
+    assert merge_asset(None, second["127.0.0.66"]) == second["127.0.0.66"]
+    edge = _inventory("read-write.pcapng").communications(iso)[0]
+    twice = merge_communication(edge, edge)
+    assert twice["events"] == 2 * edge["events"] and twice["flows"] == 2 * edge["flows"]
+    assert (twice["first_seen"], twice["last_seen"]) == (edge["first_seen"], edge["last_seen"])

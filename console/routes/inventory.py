@@ -1,0 +1,127 @@
+"""Assets, the communication map and the sensors, from the inventory
+documents the sensors store (`detectors.inventory`)."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, Final
+
+from fastapi import APIRouter, HTTPException, Query, Request
+
+from console.routes.common import store, summary
+from console.stores.base import AlertQuery, Store
+from console.times import parse_time
+from console.web_auth import Viewer
+
+router = APIRouter(prefix="/api", tags=["assets"])
+OPEN: Final = ("open", "acknowledged")
+MAX_COUNTED: Final = 500  # assets whose alerts are counted one by one per request
+
+
+def _alert_counts(alerts: Store, asset: dict[str, Any]) -> dict[str, Any]:
+    ip = str(asset.get("ip") or asset.get("id"))
+    return {**asset,
+            "alerts": alerts.count_alerts(AlertQuery(assets=[ip])),
+            "open_alerts": alerts.count_alerts(AlertQuery(assets=[ip], statuses=OPEN))}
+
+
+def _matches(asset: dict[str, Any], q: str | None, role: str | None,
+             protocol: str | None) -> bool:
+    if role and role not in (asset.get("roles") or ()):
+        return False
+    protocols = asset.get("protocols") or {}
+    if protocol and protocol not in (protocols.get("served") or ()) \
+            and protocol not in (protocols.get("spoken") or ()):
+        return False
+    if q:
+        text = q.lower()
+        haystack = " ".join(str(asset.get(key) or "") for key in ("ip", "mac", "vendor"))
+        return text in haystack.lower()
+    return True
+
+
+def with_pair_alerts(alerts: Store, edges: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each edge with the alerts between its two hosts (from its source to
+    its target, whatever the port: alerts name hosts, not edges). One top-N
+    query per distinct target."""
+    pairs: dict[tuple[str, str], int] = {}
+    for target in {edge["target"] for edge in edges}:
+        for source, count in alerts.top(AlertQuery(assets=[target]), "source.ip", 1000):
+            pairs[(source, target)] = count
+    return [{**edge, "alerts": pairs.get((edge["source"], edge["target"]), 0)}
+            for edge in edges]
+
+
+@router.get("/assets")
+def list_assets(
+    request: Request, user: Viewer,
+    q: Annotated[str | None, Query(max_length=200, description="part of IP, MAC or vendor")]
+    = None,
+    role: Annotated[str | None, Query(max_length=40)] = None,
+    protocol: Annotated[str | None, Query(max_length=40)] = None,
+) -> dict[str, Any]:
+    alerts = store(request)
+    assets = [asset for asset in alerts.list_inventory("assets")
+              if _matches(asset, q, role, protocol)]
+    counted = [_alert_counts(alerts, _public(asset)) for asset in assets[:MAX_COUNTED]]
+    return {"assets": counted + [_public(asset) for asset in assets[MAX_COUNTED:]],
+            "total": len(assets)}
+
+
+def _public(asset: dict[str, Any]) -> dict[str, Any]:
+    return {key: value for key, value in asset.items() if key != "history"}
+
+
+@router.get("/assets/{asset_id}")
+def get_asset(request: Request, user: Viewer, asset_id: str) -> dict[str, Any]:
+    alerts = store(request)
+    if len(asset_id) > 64:
+        raise HTTPException(404, "no such asset")
+    asset = alerts.get_inventory("assets", asset_id)
+    if asset is None:
+        raise HTTPException(404, f"no asset {asset_id}")
+    edges = [edge for edge in alerts.list_inventory("communications")
+             if asset_id in (edge.get("source"), edge.get("target"))]
+    recent = alerts.search_alerts(AlertQuery(assets=[asset_id], size=20)).alerts
+    return {"asset": _alert_counts(alerts, _public(asset)),
+            "communications": with_pair_alerts(alerts, edges),
+            "alerts": [summary(alert) for alert in recent],
+            "history": asset.get("history") or []}
+
+
+@router.get("/map")
+def communication_map(
+    request: Request, user: Viewer,
+    protocol: Annotated[list[str], Query()] = [],  # noqa: B006
+) -> dict[str, Any]:
+    """Nodes (assets) and edges (initiator → responder per protocol and
+    port), each with its alert count."""
+    alerts = store(request)
+    edges = [edge for edge in alerts.list_inventory("communications")
+             if not protocol or edge.get("protocol") in protocol]
+    assets = {asset["id"]: asset for asset in alerts.list_inventory("assets")}
+    ips = sorted({edge["source"] for edge in edges} | {edge["target"] for edge in edges})
+    nodes = []
+    for ip in ips:
+        asset = assets.get(ip, {})
+        nodes.append({"id": ip, "label": ip, "roles": asset.get("roles") or ["unknown"],
+                      "mac": asset.get("mac"),
+                      "alerts": alerts.count_alerts(AlertQuery(assets=[ip])),
+                      "events": asset.get("events", 0)})
+    return {"nodes": nodes, "edges": with_pair_alerts(alerts, edges)}
+
+
+@router.get("/sensors", tags=["sensors"])
+def sensors(request: Request, user: Viewer) -> dict[str, Any]:
+    """Each sensor with its last statistics; a live sensor that has not
+    reported for ``silent_after`` seconds is ``silent`` (a replay is a
+    finished run and stays ``ok``)."""
+    silent_after: float = request.app.state.silent_after
+    now = time.time()
+    result = []
+    for sensor in store(request).list_inventory("sensors"):
+        last = sensor.get("last_seen")
+        quiet = last is None or now - parse_time(str(last)) > silent_after
+        status = "silent" if sensor.get("kind") == "live" and quiet else "ok"
+        result.append({**sensor, "status": status})
+    return {"sensors": result}
