@@ -24,7 +24,10 @@ ROOT = Path(__file__).resolve().parents[2]
 PCAPS = ROOT / "pcaps"
 SHARED_PCAPS = ROOT.parent / "shared" / "pcaps"
 # The hosts the test captures treat as legitimate Modbus masters.
-SITE_GROUPS = {"modbus_masters": ["127.0.0.1"]}
+SITE_GROUPS = {
+    "modbus_masters": ["127.0.0.1"], "dnp3_masters": ["127.0.0.1"],
+    "s7comm_masters": ["127.0.0.1"], "s7comm_engineering": ["127.0.0.1"],
+}
 
 BUILTIN = load_rules([DEFAULT_RULES_DIR])
 CASES = [(rule.id, case) for rule in BUILTIN.rules for case in rule.tests]
