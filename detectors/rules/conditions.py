@@ -123,7 +123,8 @@ def _protocol_field_test(protocol: str, name: str, predicate: Predicate) -> Matc
     return lambda e: predicate(e.fields.get(name) if e.protocol == protocol else None)
 
 
-_SCALAR_OF_LIST = {"list[int]": "int", "list[bool]": "bool", "list[str]": "str"}
+_SCALAR_OF_LIST = {"list[int]": "int", "list[float]": "float", "list[bool]": "bool",
+                   "list[str]": "str"}
 _NUMERIC = {"int", "float"}
 
 

@@ -2,7 +2,7 @@
 protocols' own field lists, with the getter and the kind of each.
 
 Kinds: ``int``, ``float``, ``str``, ``bool``, ``ip``, ``list[int]``,
-``list[bool]``, ``list[str]``, ``map`` and ``range`` (an inclusive
+``list[float]``, ``list[bool]``, ``list[str]``, ``map`` and ``range`` (an inclusive
 ``(first, last)`` address pair a protocol derives, e.g. Modbus registers).
 """
 
@@ -27,7 +27,8 @@ FLOW_FIELDS = frozenset({
 })
 
 KINDS = frozenset(
-    {"int", "float", "str", "bool", "ip", "list[int]", "list[bool]", "list[str]", "map", "range"}
+    {"int", "float", "str", "bool", "ip", "list[int]", "list[float]", "list[bool]", "list[str]",
+     "map", "range"}
 )
 
 

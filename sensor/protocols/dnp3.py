@@ -966,8 +966,6 @@ def probe(data: bytes, from_initiator: bool) -> bool:
 
 
 # Every field a DNP3 event may carry, with its kind, for rule validation.
-# Floating-point values (``al.ana.float``…) are declared list[int]: the rule
-# language has no list[float]; comparisons (gt, lt, range) work on them.
 FIELDS: Final = (
     ("len", "int"), ("ctl", "int"), ("ctl.dir", "bool"), ("ctl.prm", "bool"),
     ("ctl.fcb", "bool"), ("ctl.fcv", "bool"), ("ctl.dfc", "bool"), ("ctl.prifunc", "int"),
@@ -982,9 +980,9 @@ FIELDS: Final = (
     ("al.bit", "list[bool]"), ("al.2bit", "list[int]"), ("al.biq", "list[int]"),
     ("al.boq", "list[int]"), ("al.ctrq", "list[int]"), ("al.aiq", "list[int]"),
     ("al.aoq", "list[int]"), ("al.cnt", "list[int]"), ("al.ana.int", "list[int]"),
-    ("al.ana.float", "list[int]"), ("al.ana.double", "list[int]"),
-    ("al.anaout.int", "list[int]"), ("al.anaout.float", "list[int]"),
-    ("al.anaout.double", "list[int]"), ("al.ctrlstatus", "list[int]"),
+    ("al.ana.float", "list[float]"), ("al.ana.double", "list[float]"),
+    ("al.anaout.int", "list[int]"), ("al.anaout.float", "list[float]"),
+    ("al.anaout.double", "list[float]"), ("al.ctrlstatus", "list[int]"),
     ("al.bocs", "list[bool]"), ("ctl.op", "list[int]"), ("ctl.clr", "list[int]"),
     ("ctl.trip", "list[int]"), ("al.count", "list[int]"), ("al.on_time", "list[int]"),
     ("al.off_time", "list[int]"), ("al.timestamp", "list[int]"),
@@ -999,7 +997,7 @@ FIELDS: Final = (
     ("al.file_name", "list[str]"), ("al.datatype", "list[int]"), ("al.da.length", "list[int]"),
     ("al.da.value", "list[str]"), ("al.da.uint8", "list[int]"), ("al.da.uint16", "list[int]"),
     ("al.da.uint32", "list[int]"), ("al.da.int8", "list[int]"), ("al.da.int16", "list[int]"),
-    ("al.da.int32", "list[int]"), ("al.da.float", "list[int]"), ("al.da.double", "list[int]"),
+    ("al.da.int32", "list[int]"), ("al.da.float", "list[float]"), ("al.da.double", "list[float]"),
     ("error", "str"),
 )
 

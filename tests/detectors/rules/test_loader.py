@@ -126,3 +126,11 @@ def test_empty_allowlist_makes_rule_inactive(tmp_path: Path) -> None:
     assert not bad.active and "masters is empty" in (bad.inactive_reason or "")
     filled = load_rules([path], {"masters": []}).rules
     assert not next(r for r in filled if r.id == "BAD-1").active
+
+
+def test_float_lists_take_numbers_not_text(tmp_path: Path) -> None:
+    good = _rule("    match: {protocol: dnp3, dnp3.al.ana.float: {gt: 99.5}}\n", "OK-1")
+    path = _pack(tmp_path, good + _rule("    match: {protocol: dnp3, dnp3.al.ana.float: hot}\n"))
+    [error] = _errors(path)
+    assert "dnp3.al.ana.float is float; 'hot' is not" in error
+    assert "OK-1" in [rule.id for rule in load_rules([path]).rules]
