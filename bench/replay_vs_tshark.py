@@ -1,10 +1,13 @@
 """Replay throughput and peak memory of icswatch against tshark on the same capture.
 
-    python bench/replay_vs_tshark.py [--packets 200000] [--capture FILE] [--repeat 3]
+    python bench/replay_vs_tshark.py [--protocol NAME|all] [--packets 200000]
+                                     [--capture FILE] [--repeat 3]
 
-Builds a Modbus capture (bench/make_modbus_capture.py) unless one is given,
-then times, best of N runs, each as a separate process:
-  - tshark -r FILE -T fields -e modbus.func_code            (the reference)
+Builds a capture of the protocol (bench/make_<protocol>_capture.py; Modbus
+by default, ``all`` runs every protocol in turn and ends with a table of the
+ratios) unless one is given, then times, best of N runs, each as a separate
+process:
+  - tshark -r FILE -T fields -e <a field of the protocol>   (the reference)
   - icswatch replay --format none --no-rules FILE           (full decode)
   - icswatch replay --format none FILE                      (decode + built-in rules)
   - icswatch replay --format jsonl FILE > /dev/null         (decode + rules + ECS JSON)
@@ -18,6 +21,7 @@ pass/fail test: figures depend on the machine.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import shutil
 import subprocess
@@ -27,7 +31,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from make_modbus_capture import build
+
+# The tshark field each protocol's reference run prints (one per PDU).
+TSHARK_FIELDS = {
+    "modbus": "modbus.func_code", "dnp3": "dnp3.al.func", "enip": "enip.command",
+    "iec104": "104asdu.typeid", "s7comm": "s7comm.header.rosctr",
+}
 
 
 def _count_packets(path: Path) -> int:
@@ -53,50 +62,74 @@ def _run(command: list[str]) -> tuple[float, float, float]:
     return elapsed, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024
 
 
+def bench(protocol: str, capture: Path | None, packets_wanted: int, repeat: int,
+          tmp: Path) -> dict[str, tuple[float, float, float]]:
+    """Time every run on one protocol's capture; print its table."""
+    if capture is None:
+        capture = tmp / f"{protocol}-bench.pcap"
+        maker = importlib.import_module(f"make_{protocol}_capture")
+        maker.build(capture, packets_wanted, 64)
+    packets = _count_packets(capture)
+    icswatch = shutil.which("icswatch") or "icswatch"
+    base = [icswatch, "replay", "--no-summary", "--no-progress", "--store", "none"]
+    reference = f"tshark -T fields -e {TSHARK_FIELDS[protocol]}"
+    runs: dict[str, list[str]] = {
+        reference: ["tshark", "-n", "-r", str(capture), "-T", "fields",
+                    "-e", TSHARK_FIELDS[protocol]],
+        "icswatch decode only (--no-rules)": [
+            *base, "--format", "none", "--no-rules", str(capture)],
+        "icswatch decode + built-in rules": [*base, "--format", "none", str(capture)],
+        "icswatch decode + rules + jsonl": [*base, "--format", "jsonl", str(capture)],
+        "icswatch decode + rules + embedded store": [
+            *base[:-2], "--store", str(tmp / f"{protocol}-bench.db"), "--format", "none",
+            str(capture)],
+    }
+    results: dict[str, tuple[float, float, float]] = {}
+    for name, command in runs.items():
+        samples = [_run(command) for _ in range(repeat)]
+        results[name] = (min(r[0] for r in samples), min(r[1] for r in samples),
+                         max(r[2] for r in samples))
+    tshark_wall = results[reference][0]
+    print(f"{protocol}: {capture} ({packets} packets, {capture.stat().st_size} bytes), "
+          f"best of {repeat}")
+    print(f"{'run':<40} {'wall s':>7} {'cpu s':>7} {'packets/s':>10} {'peak MiB':>9} "
+          f"{'x tshark':>9}")
+    for name, (wall, cpu, rss) in results.items():
+        print(f"{name:<40} {wall:7.2f} {cpu:7.2f} {packets / wall:10,.0f} {rss:9.1f} "
+              f"{tshark_wall / wall:9.2f}")
+    decode = results["icswatch decode only (--no-rules)"]
+    rules = results["icswatch decode + built-in rules"]
+    print(f"rules cost over decode alone: wall {(rules[0] / decode[0] - 1) * 100:+.1f} %, "
+          f"cpu {(rules[1] / decode[1] - 1) * 100:+.1f} %\n")
+    results["(packets)"] = (float(packets), 0.0, 0.0)
+    results["(reference)"] = (tshark_wall, 0.0, 0.0)
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description="icswatch vs tshark replay benchmark")
+    parser.add_argument("--protocol", default="modbus", choices=[*TSHARK_FIELDS, "all"])
     parser.add_argument("--packets", type=int, default=200_000)
     parser.add_argument("--capture", type=Path)
     parser.add_argument("--repeat", type=int, default=3)
     args = parser.parse_args()
     if shutil.which("tshark") is None:
         raise SystemExit("tshark is not installed (apt-get install tshark)")
-    icswatch = shutil.which("icswatch") or "icswatch"
+    if args.protocol == "all" and args.capture is not None:
+        raise SystemExit("--capture needs one --protocol")
+    protocols = list(TSHARK_FIELDS) if args.protocol == "all" else [args.protocol]
     with tempfile.TemporaryDirectory() as tmp:
-        capture = args.capture
-        if capture is None:
-            capture = Path(tmp) / "modbus-bench.pcap"
-            build(capture, args.packets, 64)
-        packets = _count_packets(capture)
-        base = [icswatch, "replay", "--no-summary", "--no-progress", "--store", "none"]
-        runs: dict[str, list[str]] = {
-            "tshark -T fields -e modbus.func_code": [
-                "tshark", "-n", "-r", str(capture), "-T", "fields", "-e", "modbus.func_code"],
-            "icswatch decode only (--no-rules)": [
-                *base, "--format", "none", "--no-rules", str(capture)],
-            "icswatch decode + built-in rules": [*base, "--format", "none", str(capture)],
-            "icswatch decode + rules + jsonl": [*base, "--format", "jsonl", str(capture)],
-            "icswatch decode + rules + embedded store": [
-                *base[:-2], "--store", str(Path(tmp) / "bench.db"), "--format", "none",
-                str(capture)],
-        }
-        results: dict[str, tuple[float, float, float]] = {}
-        for name, command in runs.items():
-            samples = [_run(command) for _ in range(args.repeat)]
-            results[name] = (min(r[0] for r in samples), min(r[1] for r in samples),
-                             max(r[2] for r in samples))
-        tshark_wall = results["tshark -T fields -e modbus.func_code"][0]
-        print(f"capture: {capture} ({packets} packets, {capture.stat().st_size} bytes), "
-              f"best of {args.repeat}")
-        print(f"{'run':<40} {'wall s':>7} {'cpu s':>7} {'packets/s':>10} {'peak MiB':>9} "
-              f"{'x tshark':>9}")
-        for name, (wall, cpu, rss) in results.items():
-            print(f"{name:<40} {wall:7.2f} {cpu:7.2f} {packets / wall:10,.0f} {rss:9.1f} "
-                  f"{tshark_wall / wall:9.2f}")
-        decode = results["icswatch decode only (--no-rules)"]
-        rules = results["icswatch decode + built-in rules"]
-        print(f"rules cost over decode alone: wall {(rules[0] / decode[0] - 1) * 100:+.1f} %, "
-              f"cpu {(rules[1] / decode[1] - 1) * 100:+.1f} %")
+        summary = {protocol: bench(protocol, args.capture, args.packets, args.repeat,
+                                   Path(tmp)) for protocol in protocols}
+    if len(summary) > 1:
+        print(f"{'protocol':<10} {'packets':>8} {'tshark s':>9} {'decode s':>9} "
+              f"{'x tshark':>9} {'+rules x':>9}")
+        for protocol, results in summary.items():
+            reference = results["(reference)"][0]
+            decode = results["icswatch decode only (--no-rules)"][0]
+            rules = results["icswatch decode + built-in rules"][0]
+            print(f"{protocol:<10} {int(results['(packets)'][0]):>8} {reference:9.2f} "
+                  f"{decode:9.2f} {reference / decode:9.2f} {reference / rules:9.2f}")
 
 
 if __name__ == "__main__":
