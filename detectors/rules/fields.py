@@ -30,6 +30,9 @@ KINDS = frozenset(
     {"int", "float", "str", "bool", "ip", "list[int]", "list[float]", "list[bool]", "list[str]",
      "map", "range"}
 )
+# Kinds whose values are lists or dicts: keyed on (thresholds, distinct
+# counts) through a hashable copy.
+UNHASHABLE_KINDS = frozenset({"list[int]", "list[float]", "list[bool]", "list[str]", "map"})
 
 
 @dataclass(frozen=True, slots=True)

@@ -34,7 +34,13 @@ from typing import Any, Final
 from detectors.alert import SEVERITIES
 from detectors.attack import TECHNIQUES
 from detectors.rules.conditions import Compiler, ConditionError, HostGroups, Matcher, Network
-from detectors.rules.fields import FLOW_FIELDS, Getter, operations_of, protocol_names
+from detectors.rules.fields import (
+    FLOW_FIELDS,
+    UNHASHABLE_KINDS,
+    Getter,
+    operations_of,
+    protocol_names,
+)
 from detectors.rules.model import (
     INDEX_KEYS,
     KeyFunction,
@@ -215,8 +221,8 @@ def _fields(compiler: Compiler, names: Any, line: int, what: str) -> tuple[
     if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
         raise ConditionError(line, f"{what}.by takes a list of field names")
     fields = [compiler.field(n, line) for n in names]
-    getters = [f.get if f.kind not in ("list[int]", "list[bool]", "list[str]", "map")
-               else _hashable_getter(f.get) for f in fields]
+    getters = [f.get if f.kind not in UNHASHABLE_KINDS else _hashable_getter(f.get)
+               for f in fields]
     key = _key_function(getters)
     if fields and all(f.name in FLOW_FIELDS for f in fields):
         key = _per_flow(key)
@@ -379,8 +385,7 @@ def _build_rule(path: Path, raw: Any, compiler: Compiler) -> Rule:
         distinct_get = None
         if distinct:
             field = compiler.field(distinct, line)
-            distinct_get = (field.get if field.kind not in ("list[int]", "list[bool]", "list[str]",
-                                                            "map")
+            distinct_get = (field.get if field.kind not in UNHASHABLE_KINDS
                             else _hashable_getter(field.get))
         threshold = Threshold(
             count, parse_duration(spec.get("window"), line, "threshold.window"), by, by_names,

@@ -27,7 +27,7 @@ SHARED_PCAPS = ROOT.parent / "shared" / "pcaps"
 SITE_GROUPS = {
     "modbus_masters": ["127.0.0.1"], "dnp3_masters": ["127.0.0.1"],
     "s7comm_masters": ["127.0.0.1"], "s7comm_engineering": ["127.0.0.1"],
-    "enip_masters": ["127.0.0.1"],
+    "enip_masters": ["127.0.0.1"], "iec104_masters": ["127.0.0.1"],
 }
 
 BUILTIN = load_rules([DEFAULT_RULES_DIR])
