@@ -154,6 +154,10 @@ class Store(Protocol):
         """Alerts per ``interval`` seconds (buckets aligned to multiples of
         the interval since the epoch, empty buckets omitted), by severity."""
 
+    def time_span(self, query: AlertQuery) -> tuple[float, float] | None:
+        """The first and last ``@timestamp`` of matching alerts (epoch
+        seconds, to the millisecond at least), None when none match."""
+
     def top(self, query: AlertQuery, field: str, size: int = 10) -> list[tuple[str, int]]:
         """The ``size`` most frequent values of ``field`` (one of
         `TOP_FIELDS`) among matching alerts, most frequent first, ties by

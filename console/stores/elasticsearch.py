@@ -500,6 +500,16 @@ class ElasticsearchStore:
             for bucket in buckets
         ]
 
+    def time_span(self, query: AlertQuery) -> tuple[float, float] | None:
+        response = self._call(lambda: self._search(
+            query=self._filter(query), size=0, track_total_hits=False,
+            aggs={"first": {"min": {"field": "@timestamp"}},
+                  "last": {"max": {"field": "@timestamp"}}}))
+        aggregations = response.get("aggregations", {})
+        first = aggregations.get("first", {}).get("value")
+        last = aggregations.get("last", {}).get("value")
+        return None if first is None or last is None else (first / 1000.0, last / 1000.0)
+
     def top(self, query: AlertQuery, field: str, size: int = 10) -> list[tuple[str, int]]:
         if field not in TOP_FIELDS:
             raise ValueError(f"cannot aggregate on {field!r}; one of {sorted(TOP_FIELDS)}")

@@ -634,6 +634,11 @@ class SqliteStore:
                 return
             try:
                 self.flush()
+                # Keep the planner's statistics fresh (cheap when nothing
+                # changed): without them a filter on a common value scans
+                # the table instead of the time index.
+                with contextlib.suppress(sqlite3.Error):
+                    self._connection.execute("PRAGMA optimize")
             finally:
                 self._closed = True
                 self._connection.close()
@@ -867,6 +872,13 @@ class SqliteStore:
             buckets[-1].counts[severity] = count
         return buckets
 
+    def time_span(self, query: AlertQuery) -> tuple[float, float] | None:
+        """The first and last ``@timestamp`` among matching alerts (epoch
+        seconds), None when none match."""
+        where, params = self._filters(query)
+        first, last = self._read(f"SELECT min(a.ts), max(a.ts) FROM alerts a{where}", params)[0]
+        return None if first is None else (float(first), float(last))
+
     def top(self, query: AlertQuery, field: str, size: int = 10) -> list[tuple[str, int]]:
         """Elasticsearch's terms aggregation: the ``size`` most frequent
         values, by count descending then value ascending (addresses in
@@ -880,7 +892,10 @@ class SqliteStore:
         where, params = self._filters(query)
         if field == "threat.technique.id":
             value = "t.technique"
-            source = f"alert_techniques t JOIN alerts a ON a.pk = t.alert{where}"
+            # Unfiltered, the technique table alone answers (one row per
+            # alert and technique): no visit to the large alert rows.
+            source = (f"alert_techniques t JOIN alerts a ON a.pk = t.alert{where}" if where
+                      else "alert_techniques t")
         else:
             value = _COLUMNS[field]
             source = f"alerts a{where}{' AND' if where else ' WHERE'} {value} IS NOT NULL"

@@ -156,6 +156,12 @@ def test_both_stores_give_the_same_answers(stores: tuple[Store, Store], query: A
         assert es.histogram(query, interval) == embedded.histogram(query, interval)
     for field in sorted(TOP_FIELDS):
         assert es.top(query, field, 5) == embedded.top(query, field, 5), field
+    span, embedded_span = es.time_span(query), embedded.time_span(query)
+    if embedded_span is None:
+        assert span is None
+    else:  # Elasticsearch's min/max aggregations round to the millisecond
+        assert span is not None
+        assert all(abs(a - b) < 0.001 for a, b in zip(span, embedded_span, strict=True))
 
 
 def test_both_stores_return_the_same_triage(stores: tuple[Store, Store]) -> None:
