@@ -75,37 +75,38 @@ def _named_rules(request: Request, buckets: list[dict[str, Any]]) -> list[dict[s
 
 @router.get("/overview")
 def overview(request: Request, user: Viewer, filters: Filters) -> dict[str, Any]:
-    """Everything the overview dashboard shows, in one request. Its dozen
-    store queries are independent: they run side by side (Elasticsearch
-    answers them in parallel; the embedded store takes them in turn)."""
+    """Everything the overview dashboard shows, in one request: the top-N
+    lists in one store query, side by side with the histogram and the
+    newest severe alerts (Elasticsearch answers them in parallel; the
+    embedded store takes them in turn)."""
     alerts = store(request)
     severe = [severity for severity in ("critical", "high")
               if not filters.severities or severity in filters.severities]
+    tops = {"ics.alert.severity": len(SEVERITY_ORDER), "ics.alert.status": 10,
+            "threat.technique.id": 10, "rule.id": 10, "destination.ip": 10,
+            "network.protocol": 10}
     parts: dict[str, Callable[[], Any]] = {
-        "by_severity": lambda: alerts.top(filters, "ics.alert.severity", len(SEVERITY_ORDER)),
-        "by_status": lambda: alerts.top(filters, "ics.alert.status", 10),
+        "tops": lambda: alerts.top_many(filters, tops),
         "histogram": lambda: histogram(alerts, filters, None),
-        "techniques": lambda: _top(alerts, filters, "threat.technique.id", 10),
-        "rules": lambda: _top(alerts, filters, "rule.id", 10),
-        "assets": lambda: _top(alerts, filters, "destination.ip", 10),
-        "protocols": lambda: _top(alerts, filters, "network.protocol", 10),
         "newest": lambda: alerts.search_alerts(
             replace(filters, severities=severe, size=10)).alerts if severe else [],
     }
     futures = {name: OVERVIEW_POOL.submit(part) for name, part in parts.items()}
     done = {name: future.result() for name, future in futures.items()}
-    by_severity = dict(done["by_severity"])
-    for bucket in done["techniques"]:
+    top = {field: [{"value": value, "count": count} for value, count in buckets]
+           for field, buckets in done["tops"].items()}
+    by_severity = dict(done["tops"]["ics.alert.severity"])
+    for bucket in top["threat.technique.id"]:
         bucket["name"] = TECHNIQUES.get(bucket["value"])
     return {
         "total": sum(by_severity.values()),
         "by_severity": {severity: by_severity.get(severity, 0) for severity in SEVERITY_ORDER},
-        "by_status": dict(done["by_status"]),
+        "by_status": dict(done["tops"]["ics.alert.status"]),
         "histogram": done["histogram"],
-        "top_techniques": done["techniques"],
-        "top_rules": _named_rules(request, done["rules"]),
-        "top_assets": done["assets"],
-        "top_protocols": done["protocols"],
+        "top_techniques": top["threat.technique.id"],
+        "top_rules": _named_rules(request, top["rule.id"]),
+        "top_assets": top["destination.ip"],
+        "top_protocols": top["network.protocol"],
         "newest_critical": [summary(alert) for alert in done["newest"]],
     }
 

@@ -20,7 +20,7 @@ map and sensors) are kept beside the alerts, each with a string ``id``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Protocol
@@ -153,6 +153,11 @@ class Store(Protocol):
     def histogram(self, query: AlertQuery, interval: float) -> list[Bucket]:
         """Alerts per ``interval`` seconds (buckets aligned to multiples of
         the interval since the epoch, empty buckets omitted), by severity."""
+
+    def top_many(self, query: AlertQuery,
+                 sizes: Mapping[str, int]) -> dict[str, list[tuple[str, int]]]:
+        """`top` of several fields (field -> size) at once, as a dashboard
+        needs them."""
 
     def time_span(self, query: AlertQuery) -> tuple[float, float] | None:
         """The first and last ``@timestamp`` of matching alerts (epoch

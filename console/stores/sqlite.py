@@ -91,7 +91,7 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
@@ -878,6 +878,12 @@ class SqliteStore:
         where, params = self._filters(query)
         first, last = self._read(f"SELECT min(a.ts), max(a.ts) FROM alerts a{where}", params)[0]
         return None if first is None else (float(first), float(last))
+
+    def top_many(self, query: AlertQuery,
+                 sizes: Mapping[str, int]) -> dict[str, list[tuple[str, int]]]:
+        """`top` for each field in turn (one query each: SQLite has no
+        round trip to save)."""
+        return {field: self.top(query, field, size) for field, size in sizes.items()}
 
     def top(self, query: AlertQuery, field: str, size: int = 10) -> list[tuple[str, int]]:
         """Elasticsearch's terms aggregation: the ``size`` most frequent

@@ -156,6 +156,8 @@ def test_both_stores_give_the_same_answers(stores: tuple[Store, Store], query: A
         assert es.histogram(query, interval) == embedded.histogram(query, interval)
     for field in sorted(TOP_FIELDS):
         assert es.top(query, field, 5) == embedded.top(query, field, 5), field
+    sizes = {field: 3 for field in TOP_FIELDS}
+    assert es.top_many(query, sizes) == embedded.top_many(query, sizes)
     span, embedded_span = es.time_span(query), embedded.time_span(query)
     if embedded_span is None:
         assert span is None
