@@ -63,8 +63,9 @@ def rule_summary(rule: Rule) -> dict[str, Any]:
         "protocol": protocols[0] if protocols and len(protocols) == 1 else
         (",".join(protocols) if protocols else None),
         "techniques": list(rule.techniques), "enabled": rule.enabled, "active": rule.active,
-        "inactive_reason": rule.inactive_reason, "pack": rule.path.name,
-        "description": rule.description,
+        "inactive_reason": rule.inactive_reason, "inactive_groups": list(rule.inactive_groups),
+        "pack": rule.path.name,
+        "description": rule.description, "description_zh": rule.description_zh,
     }
 
 

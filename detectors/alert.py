@@ -6,7 +6,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Final
 
-from detectors.attack import TECHNIQUES
+from detectors.attack import TECHNIQUE_NAMES_ZH, TECHNIQUES
 from sensor.ecs import endpoint, event_document, iso_timestamp
 from sensor.event import IcsEvent
 
@@ -35,6 +35,9 @@ class Alert:
     source_ip: str | None
     destination_ip: str | None
     description: str = ""
+    # The rule's Chinese description and explanation ("" when it has none).
+    description_zh: str = ""
+    explanation_zh: str = ""
     references: tuple[str, ...] = ()
     organization: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
@@ -56,7 +59,13 @@ class Alert:
 
 
 def alert_document(alert: Alert) -> dict[str, Any]:
-    """The ECS document of an alert, the same for JSON lines and Elasticsearch."""
+    """The ECS document of an alert, the same for JSON lines and Elasticsearch.
+
+    ECS fields (``rule.description``, ``message``, ``event.reason``,
+    ``threat.technique.name``) are English; the Chinese texts live beside
+    them under ``ics.alert``: ``title_zh``, ``description_zh`` and
+    ``reason_zh`` (when the rule has them) and ``technique_names_zh`` (in the
+    order of ``threat.technique.id``)."""
     first = alert.events[0] if alert.events else None
     doc: dict[str, Any] = {
         "@timestamp": iso_timestamp(alert.last_ts),
@@ -91,6 +100,9 @@ def alert_document(alert: Alert) -> dict[str, Any]:
             "alert": {
                 "severity": alert.severity,
                 "title_zh": alert.title_zh,
+                **({"description_zh": alert.description_zh} if alert.description_zh else {}),
+                **({"reason_zh": alert.explanation_zh} if alert.explanation_zh else {}),
+                "technique_names_zh": [TECHNIQUE_NAMES_ZH.get(t, t) for t in alert.techniques],
                 "events": [event_document(e) for e in alert.events],
             },
         },

@@ -15,7 +15,7 @@ from console.routes.common import store, summary
 from console.stores.base import SEVERITY_ORDER, TOP_FIELDS, AlertQuery, Store
 from console.times import iso
 from console.web_auth import Viewer
-from detectors.attack import TECHNIQUES
+from detectors.attack import TECHNIQUE_NAMES_ZH, TECHNIQUES
 
 router = APIRouter(prefix="/api/stats", tags=["statistics"])
 Filters = Annotated[AlertQuery, Depends(alert_filters)]
@@ -98,6 +98,7 @@ def overview(request: Request, user: Viewer, filters: Filters) -> dict[str, Any]
     by_severity = dict(done["tops"]["ics.alert.severity"])
     for bucket in top["threat.technique.id"]:
         bucket["name"] = TECHNIQUES.get(bucket["value"])
+        bucket["name_zh"] = TECHNIQUE_NAMES_ZH.get(bucket["value"])
     return {
         "total": sum(by_severity.values()),
         "by_severity": {severity: by_severity.get(severity, 0) for severity in SEVERITY_ORDER},

@@ -17,7 +17,7 @@ from typing import Any, Final
 
 from detectors.alert import MAX_SAMPLE_EVENTS, Alert
 from detectors.rules.loader import RuleSet
-from detectors.rules.model import INDEX_KEYS, Rule
+from detectors.rules.model import INDEX_KEYS, Rule, Template
 from sensor.event import IcsEvent
 from sensor.flows.flow import Flow
 
@@ -337,7 +337,8 @@ class RuleEngine:
             title_zh=rule.title_zh,
             severity=rule.severity,
             techniques=rule.techniques,
-            explanation=self._explain(rule, last, extras),
+            explanation=self._explain(rule.explain, last, extras),
+            explanation_zh=self._explain(rule.explain_zh, last, extras),
             first_ts=first_ts,
             last_ts=last_ts,
             count=count,
@@ -346,13 +347,16 @@ class RuleEngine:
             source_ip=first.src_ip if len(sources) == 1 else None,
             destination_ip=first.dst_ip if len(destinations) == 1 else None,
             description=rule.description,
+            description_zh=rule.description_zh,
             references=rule.references,
         )
 
     @staticmethod
-    def _explain(rule: Rule, event: IcsEvent, extras: dict[str, Any]) -> str:
+    def _explain(template: Template, event: IcsEvent, extras: dict[str, Any]) -> str:
+        """One language's explanation with the values filled in ("" for a
+        rule without that language)."""
         out: list[str] = []
-        for literal, token in rule.explain:
+        for literal, token in template:
             out.append(literal)
             if token is None:
                 continue

@@ -10,7 +10,7 @@ A pack is one YAML file::
         title: {en: ..., zh-CN: ...}
         severity: high           # low | medium | high | critical
         attack: [T0855, T0836]   # MITRE ATT&CK for ICS technique ids
-        description: ...
+        description: ...         # or {en: ..., zh-CN: ...}
         references: [...]
         match: {protocol: modbus, access: write, source.ip: {not_group: ...}}
         threshold: {count: 20, window: 10s, by: [source.ip], distinct: unit}
@@ -18,6 +18,10 @@ A pack is one YAML file::
         suppress: {window: 60s, by: [source.ip, destination.ip], max_alerts: 1}
         explain: "{source.ip} wrote {modbus.regval_uint16} to {destination.ip}"
         tests: [{capture: pcaps/modbus/x.pcapng, alerts: 1, groups: {...}}]
+
+``description`` and ``explain`` are English text, or a mapping with ``en``
+and optionally ``zh-CN`` (like ``title``, which needs both). A zh-CN explain
+is compiled like the English one and must use the same placeholders.
 
 A rule with an error is left out and reported; the others load.
 """
@@ -48,6 +52,7 @@ from detectors.rules.model import (
     RuleTest,
     Sequence,
     Suppression,
+    Template,
     Threshold,
 )
 from detectors.rules.yamlsource import LineDict, YamlError, load_yaml
@@ -63,6 +68,10 @@ RULE_KEYS: Final = frozenset({
 })
 PACK_KEYS: Final = frozenset({"pack", "description", "groups", "rules"})
 EXPLAIN_EXTRAS: Final = frozenset({"count", "distinct_count", "distinct_values", "window"})
+# The languages a rule's title, description and explain may come in.
+LANGUAGES: Final = ("en", "zh-CN")
+EXPLAIN_HINT: Final = ("explain is a one-line template, e.g. '{source.ip} wrote to "
+                       "{destination.ip}', or {en: ..., zh-CN: ...}")
 DEFAULT_SUPPRESS_WINDOW: Final = 60.0
 FLOW_CACHE_SIZE: Final = 16_384
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
@@ -203,6 +212,29 @@ def load_rules(
     return result
 
 
+def _localized(raw: LineDict, key: str, hint: str) -> dict[str, tuple[str, int]]:
+    """A text given in English (a string) or per language (``{en: ..., zh-CN:
+    ...}``, ``en`` required): each language's stripped text and its line."""
+    value = raw.get(key)
+    line = raw.line_of(key)
+    if isinstance(value, str) and value.strip():
+        return {"en": (value.strip(), line)}
+    if not isinstance(value, dict):
+        raise ConditionError(line, hint)
+    texts: dict[str, tuple[str, int]] = {}
+    for language, text in value.items():
+        where = value.line_of(language) if isinstance(value, LineDict) else line
+        if language not in LANGUAGES:
+            raise ConditionError(where, f"{key}: unknown language {language!r} "
+                                        f"(languages: {', '.join(LANGUAGES)})")
+        if not isinstance(text, str) or not text.strip():
+            raise ConditionError(where, f"{key}.{language} must be a non-empty string")
+        texts[language] = (text.strip(), where)
+    if "en" not in texts:
+        raise ConditionError(line, f"{key} needs 'en' (and may have 'zh-CN')")
+    return texts
+
+
 def _text(raw: LineDict, key: str, required: bool = True) -> str:
     value = raw.get(key)
     if value is None and not required:
@@ -330,12 +362,13 @@ def _build_rule(path: Path, raw: Any, compiler: Compiler) -> Rule:
         if key not in RULE_KEYS:
             raise ConditionError(raw.line_of(key), f"unknown rule key {key!r}")
     rule_id = _text(raw, "id")
-    title = raw.get("title")
-    if isinstance(title, str):
+    title = _localized(raw, "title", "title needs both 'en' and 'zh-CN'")
+    if "zh-CN" not in title:
         raise ConditionError(raw.line_of("title"), "title needs both 'en' and 'zh-CN'")
-    if not isinstance(title, dict) or not all(
-            isinstance(title.get(k), str) and title[k].strip() for k in ("en", "zh-CN")):
-        raise ConditionError(raw.line_of("title"), "title needs both 'en' and 'zh-CN'")
+    description: dict[str, tuple[str, int]] = {}
+    if raw.get("description") is not None:
+        description = _localized(raw, "description", "description is text, or "
+                                                     "{en: ..., zh-CN: ...}")
     severity = raw.get("severity")
     if severity not in SEVERITIES:
         raise ConditionError(raw.line_of("severity"),
@@ -422,7 +455,12 @@ def _build_rule(path: Path, raw: Any, compiler: Compiler) -> Rule:
         )
 
     suppress = _suppression(raw, compiler)
-    explain = _explain(raw, compiler, threshold is not None)
+    explain = _localized(raw, "explain", EXPLAIN_HINT)
+    explain_en = _explain(*explain["en"], compiler, threshold is not None)
+    explain_zh: Template = ()
+    if "zh-CN" in explain:
+        explain_zh = _explain(*explain["zh-CN"], compiler, threshold is not None)
+        _same_placeholders(explain["en"][0], explain["zh-CN"][0], explain["zh-CN"][1])
     tests = _tests(raw, path)
     inactive = None
     empty = sorted(g for g in compiler.negated_groups if not compiler.groups.groups.get(g))
@@ -431,14 +469,15 @@ def _build_rule(path: Path, raw: Any, compiler: Compiler) -> Rule:
                     "means nothing until the site lists its hosts")
     compiler.negated_groups.clear()
     return Rule(
-        id=rule_id, title=title["en"].strip(), title_zh=title["zh-CN"].strip(),
+        id=rule_id, title=title["en"][0], title_zh=title["zh-CN"][0],
         severity=severity, techniques=tuple(attack),
-        description=_text(raw, "description", required=False),
+        description=description["en"][0] if description else "",
+        description_zh=description["zh-CN"][0] if "zh-CN" in description else "",
         references=tuple(references), path=path, line=raw.line,
-        pins=pins, matcher=matcher, explain=explain,
+        pins=pins, matcher=matcher, explain=explain_en, explain_zh=explain_zh,
         threshold=threshold, sequence=sequence, suppress=suppress, tests=tests,
-        enabled=enabled, inactive_reason=inactive, source=dict(raw),
-        flow_level=flow_level and sequence is None,
+        enabled=enabled, inactive_reason=inactive, inactive_groups=tuple(empty),
+        source=dict(raw), flow_level=flow_level and sequence is None,
     )
 
 
@@ -462,16 +501,12 @@ def _suppression(raw: LineDict, compiler: Compiler) -> Suppression | None:
     return Suppression(window, by, by_names, max_alerts)
 
 
-def _explain(raw: LineDict, compiler: Compiler, has_threshold: bool) -> tuple[
-        tuple[str, Getter | str | None], ...]:
-    template = raw.get("explain")
-    line = raw.line_of("explain")
-    if not isinstance(template, str) or not template.strip():
-        raise ConditionError(line, "explain is a one-line template, e.g. "
-                                   "'{source.ip} wrote to {destination.ip}'")
+def _explain(template: str, line: int, compiler: Compiler, has_threshold: bool) -> Template:
+    """Compile one language's explain: literal text and, for each placeholder,
+    the field's getter or the name of an extra (count, window, ...)."""
     parts: list[tuple[str, Getter | str | None]] = []
     try:
-        parsed = list(string.Formatter().parse(template.strip()))
+        parsed = list(string.Formatter().parse(template))
     except ValueError as exc:
         raise ConditionError(line, f"explain: {exc}") from None
     for literal, name, _spec, _conversion in parsed:
@@ -485,6 +520,24 @@ def _explain(raw: LineDict, compiler: Compiler, has_threshold: bool) -> tuple[
                 token = compiler.field(name, line).get
         parts.append((literal, token))
     return tuple(parts)
+
+
+def _placeholders(template: str) -> set[str]:
+    return {name for _literal, name, _spec, _conv in string.Formatter().parse(template) if name}
+
+
+def _same_placeholders(english: str, chinese: str, line: int) -> None:
+    """A translation shows the same values as the English, in its own order."""
+    missing = _placeholders(english) - _placeholders(chinese)
+    extra = _placeholders(chinese) - _placeholders(english)
+    if missing or extra:
+        problems = []
+        if missing:
+            problems.append("lacks " + ", ".join(f"{{{name}}}" for name in sorted(missing)))
+        if extra:
+            problems.append("adds " + ", ".join(f"{{{name}}}" for name in sorted(extra)))
+        raise ConditionError(line, "explain.zh-CN must use the placeholders of explain.en: "
+                                   f"it {' and '.join(problems)}")
 
 
 def _tests(raw: LineDict, path: Path) -> tuple[RuleTest, ...]:

@@ -14,6 +14,10 @@ from sensor.event import IcsEvent
 # Builds the key a threshold, sequence or suppression groups events by.
 KeyFunction = Callable[[IcsEvent], tuple[Any, ...]]
 
+# A compiled explain template: (literal text, then what to render after it:
+# a field getter, an extra's name such as "count", or nothing).
+Template = tuple[tuple[str, Getter | str | None], ...]
+
 # The event attributes rules are indexed by, in the order of the index key.
 INDEX_KEYS: Final = ("protocol", "operation", "direction", "access", "exception", "malformed")
 
@@ -77,13 +81,19 @@ class Rule:
     # INDEX_KEYS the rule pins, the values an event may have.
     pins: dict[str, frozenset[Any]]
     matcher: Matcher | None
-    explain: tuple[tuple[str, Getter | str | None], ...]
+    explain: Template
+    # The Chinese texts, when the pack gives them ("" and () when not): the
+    # zh-CN explain has the same placeholders as the English one.
+    description_zh: str = ""
+    explain_zh: Template = ()
     threshold: Threshold | None = None
     sequence: Sequence | None = None
     suppress: Suppression | None = None
     tests: tuple[RuleTest, ...] = ()
     enabled: bool = True
     inactive_reason: str | None = None
+    # The empty host groups that make the rule inactive (the reason, as data).
+    inactive_groups: tuple[str, ...] = ()
     source: dict[str, Any] = field(default_factory=dict)
     # The matcher tests only flow-level fields (addresses, ports): its
     # result is cached per flow direction.

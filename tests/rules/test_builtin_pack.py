@@ -7,6 +7,7 @@ if that rule names the capture, with the exact alert count.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -29,6 +30,9 @@ SITE_GROUPS = {
     "s7comm_masters": ["127.0.0.1"], "s7comm_engineering": ["127.0.0.1"],
     "enip_masters": ["127.0.0.1"], "iec104_masters": ["127.0.0.1"],
 }
+
+HAN = re.compile(r"[\u4e00-\u9fff]")
+HAN_SPACE_HAN = re.compile(r"[\u4e00-\u9fff]\s+[\u4e00-\u9fff]")
 
 BUILTIN = load_rules([DEFAULT_RULES_DIR])
 CASES = [(rule.id, case) for rule in BUILTIN.rules for case in rule.tests]
@@ -57,6 +61,21 @@ def test_builtin_pack_is_valid() -> None:
     for rule in BUILTIN.rules:
         assert rule.tests, f"{rule.id} has no test capture"
         assert rule.title_zh and rule.title
+
+
+def test_every_builtin_rule_speaks_chinese() -> None:
+    """zh-CN operators read the whole alert in Chinese: every shipped rule has
+    a Chinese description and explanation (the loader checks the explanation
+    uses the English one's placeholders). A YAML folded block would join
+    Chinese lines with a space: none may sit between two Chinese characters."""
+    for rule in BUILTIN.rules:
+        assert rule.description and rule.description_zh, f"{rule.id}: description"
+        assert rule.explain_zh, f"{rule.id}: explain has no zh-CN"
+        literals = [literal for literal, _token in rule.explain_zh]
+        for text in (rule.title_zh, rule.description_zh, "".join(literals)):
+            assert HAN.search(text), f"{rule.id}: {text!r} is not Chinese"
+        for text in (rule.title_zh, rule.description_zh, *literals):
+            assert not HAN_SPACE_HAN.search(text), f"{rule.id}: stray space in {text!r}"
 
 
 @pytest.mark.parametrize(

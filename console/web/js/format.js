@@ -1,4 +1,5 @@
 // How values look: times, numbers, severities, statuses, alert titles.
+import { TECHNIQUE_NAMES_ZH } from "./attack.js";
 import { h } from "./dom.js";
 import { currentLanguage, t, tOr } from "./i18n.js";
 
@@ -88,6 +89,34 @@ export function ruleTitle(rule) {
   return rule.title || rule.title_zh || rule.id;
 }
 
+const inChinese = () => currentLanguage() === "zh-CN";
+
+/** What happened, with the values: the Chinese explanation in zh-CN when the rule has one. */
+export function alertExplanation(alert) {
+  const zh = alert?.ics?.alert?.reason_zh;
+  if (inChinese() && zh) return zh;
+  return alert?.event?.reason || alert?.message || "";
+}
+
+/** The rule's description in the page's language (English when there is no Chinese one). */
+export function alertDescription(alert) {
+  const zh = alert?.ics?.alert?.description_zh;
+  if (inChinese() && zh) return zh;
+  return alert?.rule?.description || "";
+}
+
+export function ruleDescription(rule) {
+  if (inChinese() && rule.description_zh) return rule.description_zh;
+  return rule.description || "";
+}
+
+/** A technique's name in the page's language: in zh-CN the Chinese name given
+ * (`nameZh`), else the console's table, else the English name. */
+export function techniqueName(id, name, nameZh) {
+  if (inChinese()) return nameZh || TECHNIQUE_NAMES_ZH[id] || name || "";
+  return name || "";
+}
+
 /** "127.0.0.1:40961" (IPv6 in brackets). */
 export function endpoint(side) {
   if (!side?.ip) return "";
@@ -95,11 +124,13 @@ export function endpoint(side) {
   return side.port !== undefined && side.port !== null ? `${ip}:${side.port}` : ip;
 }
 
-/** [{id, name}] from an alert's threat.technique. */
+/** [{id, name}] from an alert's threat.technique, names in the page's language
+ * (ics.alert.technique_names_zh, in the order of the ids, in zh-CN). */
 export function techniques(alert) {
   const ids = [].concat(alert?.threat?.technique?.id ?? []);
   const names = [].concat(alert?.threat?.technique?.name ?? []);
-  return ids.map((id, index) => ({ id, name: names[index] ?? "" }));
+  const namesZh = [].concat(alert?.ics?.alert?.technique_names_zh ?? []);
+  return ids.map((id, index) => ({ id, name: techniqueName(id, names[index], namesZh[index]) }));
 }
 
 /** Time ranges the pages offer, as `start` for the API. */

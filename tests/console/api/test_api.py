@@ -242,7 +242,7 @@ def test_overview_adds_up(viewer: TestClient, expected: list[dict[str, Any]]) ->
     assert len(body["histogram"]["buckets"]) <= 61
     techniques = Counter(t for a in expected for t in a["threat"]["technique"]["id"])
     top = body["top_techniques"][0]
-    assert top["count"] == max(techniques.values()) and top["name"]
+    assert top["count"] == max(techniques.values()) and top["name"] and top["name_zh"]
     rules = Counter(a["rule"]["id"] for a in expected)
     assert body["top_rules"][0]["count"] == max(rules.values())
     assert body["top_rules"][0]["name"]

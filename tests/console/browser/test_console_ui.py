@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from detectors.attack import TECHNIQUE_NAMES_ZH, TECHNIQUES
 from tests.console.browser.conftest import (
     LIVE_CAPTURE,
     ROOT,
@@ -53,6 +54,51 @@ def missing_keys(page: Any) -> list[str]:
     return list(page.evaluate("[...window.__icswatchMissingKeys]"))
 
 
+# What each page shows once its data has arrived (a hash change is a same-document
+# navigation: Playwright's load states do not wait for the page's requests).
+READY = {
+    "/overview": "[data-testid=kpis] a", "/alerts": "[data-testid=alerts-total][data-total]",
+    "/assets": "[data-testid=asset-row]", "/map": "[data-testid=map-chart][data-nodes]",
+    "/sensors": "[data-testid=sensor-row]", "/rules": "[data-testid=rule-row]",
+    "/assets/": "[data-testid=asset-title]", "/alerts/": "[data-testid=alert-explanation]",
+}
+
+
+def open_loaded(page: Any, target: str) -> None:
+    """Go to `target` ("#/rules") and wait until that page shows its data."""
+    route = target[1:]
+    page.goto(f"/{target}")
+    ready = READY[route if route in READY else route[:route.index("/", 1) + 1]]
+    page.locator(f".view[data-route='{route}'] {ready}").first.wait_for()
+
+
+def chinese_technique(bucket: dict[str, Any]) -> str:
+    """A top technique's Chinese name: the API's name_zh, else the detectors' table."""
+    return str(bucket.get("name_zh") or TECHNIQUE_NAMES_ZH[bucket["value"]])
+
+
+def english_texts(console: Console) -> dict[str, str]:
+    """English texts that have a Chinese version, each with where it comes from:
+    the explanations of the stored alerts, the rules' titles and descriptions,
+    the reasons rules are inactive and the ATT&CK technique names."""
+    texts: dict[str, str] = {}
+    alerts = console.api("alerts", size=500)["alerts"]
+    assert alerts and all(alert["ics"]["alert"].get("reason_zh") for alert in alerts)
+    for alert in alerts:
+        texts[alert["message"]] = f"explanation of {alert['rule']['id']}"
+    for rule in console.api("rules")["rules"]:
+        texts[rule["title"]] = f"title of {rule['id']}"
+        if rule.get("description_zh"):
+            texts[rule["description"]] = f"description of {rule['id']}"
+        if rule.get("inactive_groups") and rule.get("inactive_reason"):
+            texts[rule["inactive_reason"]] = f"inactive reason of {rule['id']}"
+    for technique, name in TECHNIQUES.items():
+        # Short or generic names ("Scripting") may be part of other text.
+        if len(name) > 12:
+            texts[name] = f"name of {technique}"
+    return texts
+
+
 def test_wrong_password_is_refused_in_the_page_language(page: Any) -> None:
     page.goto("/")
     page.get_by_test_id("login-username").fill("admin")
@@ -87,7 +133,7 @@ def test_dashboard_shows_the_replayed_alerts(login: Any, console: Console) -> No
     expect(techniques).to_have_count(len(stats["top_techniques"]))
     top = stats["top_techniques"][0]
     expect(techniques.first).to_contain_text(top["value"])
-    expect(techniques.first).to_contain_text(top["name"])
+    expect(techniques.first).to_contain_text(chinese_technique(top))
     expect(page.get_by_test_id("top-rules").locator("li").first).to_contain_text(
         stats["top_rules"][0]["value"])
     expect(page.get_by_test_id("top-assets").locator("li").first).to_contain_text(
@@ -253,13 +299,80 @@ def test_no_page_shows_a_raw_translation_key(
     asset = console.api("assets")["assets"][0]["id"]
     targets = [*PAGES, f"#/alerts/{alert_id(console, q='mass')}", f"#/assets/{asset}"]
     for target in targets:
-        page.goto(f"/{target}")
-        page.locator(".view").wait_for()
-        page.wait_for_load_state("networkidle")
+        open_loaded(page, target)
         text = page.locator("body").inner_text()
         shown = [key for key in KEYS if re.search(rf"(?<![\w.]){re.escape(key)}(?![\w.])", text)]
         assert not shown, f"{target} shows raw keys {shown}"
     assert missing_keys(page) == []
+
+
+def test_alert_detail_reads_in_chinese_and_in_english(login: Any, console: Console) -> None:
+    """zh-CN: the explanation, the rule's description and the technique names
+    are the Chinese ones the alert carries; English: the ECS fields."""
+    page = login("viewer")
+    [alert] = console.api("alerts", size=1, rule="ICSW-MODBUS-016")["alerts"]
+    texts = alert["ics"]["alert"]
+    assert texts["reason_zh"] and texts["description_zh"]
+    page.goto(f"/#/alerts/{alert['event']['id']}")
+    explanation = page.get_by_test_id("alert-explanation")
+    expect(explanation).to_have_text(texts["reason_zh"])
+    expect(explanation).to_contain_text("写入了 100 个数据项")
+    expect(page.get_by_test_id("alert-description")).to_have_text(texts["description_zh"])
+    listed = page.get_by_test_id("alert-techniques").locator("li")
+    ids = alert["threat"]["technique"]["id"]
+    expect(listed).to_have_count(len(ids))
+    for item, technique, name_zh, name in zip(listed.all(), ids, texts["technique_names_zh"],
+                                              alert["threat"]["technique"]["name"], strict=True):
+        expect(item).to_have_text(f"{technique} {name_zh}")
+        assert name_zh == TECHNIQUE_NAMES_ZH[technique] and name not in item.inner_text()
+    body = page.locator("body").inner_text()
+    assert alert["message"] not in body and alert["rule"]["description"] not in body
+    page.get_by_test_id("lang-switch").select_option("en")
+    expect(explanation).to_have_text(alert["message"])
+    expect(page.get_by_test_id("alert-description")).to_have_text(alert["rule"]["description"])
+    expect(listed.first).to_have_text(f"{ids[0]} {alert['threat']['technique']['name'][0]}")
+    assert missing_keys(page) == []
+
+
+def test_overview_top_techniques_are_named_in_chinese(login: Any, console: Console) -> None:
+    page = login("viewer")
+    stats = console.api("stats/overview")
+    listed = page.get_by_test_id("top-techniques").locator("li")
+    expect(listed).to_have_count(len(stats["top_techniques"]))
+    for item, bucket in zip(listed.all(), stats["top_techniques"], strict=True):
+        expect(item).to_contain_text(f"{bucket['value']} {chinese_technique(bucket)}")
+        assert bucket["name"] not in item.inner_text()
+    page.get_by_test_id("lang-switch").select_option("en")
+    expect(listed.first).to_contain_text(stats["top_techniques"][0]["name"])
+
+
+def test_rules_page_in_chinese_describes_rules_in_chinese(login: Any, console: Console) -> None:
+    page = login("viewer")
+    page.goto("/#/rules")
+    rules = {rule["id"]: rule for rule in console.api("rules")["rules"]}
+    rows = page.get_by_test_id("rule-row")
+    expect(rows).to_have_count(len(rules))
+    write = rules["ICSW-MODBUS-001"]
+    row = page.locator("[data-testid=rule-row][data-rule-id='ICSW-MODBUS-001']")
+    expect(row.get_by_test_id("rule-description")).to_have_text(write["description_zh"])
+    # Its allowlist is empty here: the reason it is inactive is said in Chinese too.
+    assert write["inactive_groups"] == ["modbus_masters"]
+    expect(row.get_by_test_id("rule-inactive-reason")).to_contain_text("modbus_masters 为空")
+
+
+def test_no_page_in_chinese_shows_english_where_chinese_exists(
+        login: Any, console: Console) -> None:
+    page = login("admin")
+    english = english_texts(console)
+    asset = console.api("assets")["assets"][0]["id"]
+    alerts = {alert["rule"]["id"]: alert["event"]["id"]
+              for alert in console.api("alerts", size=500)["alerts"]}
+    targets = [*PAGES, f"#/assets/{asset}", *(f"#/alerts/{id_}" for id_ in alerts.values())]
+    for target in targets:
+        open_loaded(page, target)
+        text = page.locator("body").inner_text()
+        shown = sorted(where for english_text, where in english.items() if english_text in text)
+        assert not shown, f"{target} shows English: {shown}"
 
 
 def test_map_shows_nodes_and_links(login: Any, console: Console) -> None:

@@ -85,3 +85,14 @@ def test_echarts_is_vendored_with_its_licence() -> None:
     assert (folder / "echarts.min.js").stat().st_size > 500_000
     assert (folder / "VERSION").read_text("utf-8").startswith("6.")
     assert 'src="vendor/echarts/echarts.min.js"' in (WEB / "index.html").read_text("utf-8")
+
+
+def test_the_pages_technique_names_are_the_detectors() -> None:
+    """js/attack.js carries detectors/attack.py's Chinese names for pages that
+    only have a technique id: the two tables must not drift apart."""
+    from detectors.attack import TECHNIQUE_NAMES_ZH
+
+    text = (WEB / "js" / "attack.js").read_text("utf-8")
+    shipped = {match[0]: json.loads(match[1])
+               for match in re.findall(r'^\s+(T\d{4}): ("[^"\n]*"),$', text, re.M)}
+    assert shipped == TECHNIQUE_NAMES_ZH

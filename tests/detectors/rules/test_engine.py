@@ -144,6 +144,49 @@ def test_alert_document_is_ecs(tmp_path: Path) -> None:
         _event(1_700_000_000.25, reference_num=7))[0].id
 
 
+def test_alert_document_carries_the_chinese_texts_beside_the_ecs_ones(tmp_path: Path) -> None:
+    path = tmp_path / "pack.yml"
+    path.write_text(HEADER + """\
+  - id: ZH-1
+    title: {en: Write, zh-CN: 写操作}
+    severity: high
+    attack: [T0855, T0836]
+    match: {access: write}
+    threshold: {count: 2, window: 10s, by: [source.ip]}
+    description: {en: A host wrote., zh-CN: 某主机执行了写操作。}
+    explain:
+      en: "{source.ip} wrote {count} times within {window}, last {operation}"
+      zh-CN: "{source.ip} 在 {window} 内写入 {count} 次，最近一次 {operation}"
+""", encoding="utf-8")  # noqa: RUF001
+    engine = RuleEngine(load_rules([path]))
+    [alert] = _fired_alerts(engine, [_event(1), _event(2)])
+    doc = alert_document(alert)
+    # ECS stays English ...
+    assert doc["message"] == doc["event"]["reason"] == (
+        "10.0.0.9 wrote 2 times within 10s, last write_single_register")
+    assert doc["rule"]["description"] == "A host wrote."
+    assert doc["threat"]["technique"]["name"] == ["Unauthorized Command Message",
+                                                  "Modify Parameter"]
+    # ... and the Chinese texts, with the same values, are under ics.alert.
+    ics = doc["ics"]["alert"]
+    assert ics["reason_zh"] == (
+        "10.0.0.9 在 10s 内写入 2 次，最近一次 write_single_register")  # noqa: RUF001
+    assert ics["description_zh"] == "某主机执行了写操作。"
+    assert ics["technique_names_zh"] == ["未授权命令消息", "修改参数"]
+
+
+def test_a_rule_in_english_only_has_no_chinese_explanation(tmp_path: Path) -> None:
+    engine = _engine(tmp_path, "match: {access: write}\n")
+    [alert] = engine.process(_event(1))
+    ics = alert_document(alert)["ics"]["alert"]
+    assert "reason_zh" not in ics and "description_zh" not in ics
+    assert ics["technique_names_zh"] == ["未授权命令消息"]
+
+
+def _fired_alerts(engine: RuleEngine, events: list[IcsEvent]) -> list[Any]:
+    return [alert for event in events for alert in engine.process(event)]
+
+
 def test_state_of_past_keys_is_forgotten(tmp_path: Path) -> None:
     """An hour of writes from ever new sources: threshold windows and
     suppressions of sources gone quiet are swept, so state stays bounded."""

@@ -134,3 +134,59 @@ def test_float_lists_take_numbers_not_text(tmp_path: Path) -> None:
     [error] = _errors(path)
     assert "dnp3.al.ana.float is float; 'hot' is not" in error
     assert "OK-1" in [rule.id for rule in load_rules([path]).rules]
+
+
+def _texts_rule(description: str, explain: str, rule_id: str = "BAD-1",
+                extra: str = "") -> str:
+    return (f"  - id: {rule_id}\n    title: {{en: Bad, zh-CN: 坏}}\n    severity: high\n"
+            f"    attack: [T0855]\n    match: {{protocol: modbus, access: write}}\n{extra}"
+            f"    description:{description}\n    explain:{explain}\n")
+
+
+def test_description_and_explain_in_english_and_chinese(tmp_path: Path) -> None:
+    rule = _texts_rule(
+        "\n      en: >-\n        A host wrote\n        a register."
+        "\n      zh-CN: 某主机写入了寄存器。",
+        "\n      en: '{source.ip} wrote {modbus.reference_num}'"
+        "\n      zh-CN: '{source.ip} 写入了地址 {modbus.reference_num}'",
+        rule_id="OK-1")
+    path = _pack(tmp_path, rule)
+    ruleset = load_rules([path])
+    assert ruleset.errors == []
+    loaded = next(r for r in ruleset.rules if r.id == "OK-1")
+    assert (loaded.description, loaded.description_zh) == ("A host wrote a register.",
+                                                           "某主机写入了寄存器。")
+    assert [literal for literal, _ in loaded.explain_zh] == ["", " 写入了地址 "]
+    # English only, as before: no Chinese text, nothing to render.
+    good = next(r for r in ruleset.rules if r.id == "GOOD-1")
+    assert (good.description_zh, good.explain_zh) == ("", ())
+
+
+def test_bad_localized_texts_name_file_line_and_problem(tmp_path: Path) -> None:
+    no_english = _texts_rule("\n      zh-CN: 只有中文", " x")
+    unknown_language = _texts_rule(" x", "\n      en: x\n      zh: 中文", "BAD-2")
+    not_text = _texts_rule(" x", "\n      en: x\n      zh-CN: [1, 2]", "BAD-3")
+    empty = _texts_rule("\n      en: ''", " x", "BAD-4")
+    path = _pack(tmp_path, no_english + unknown_language + not_text + empty)
+    errors = _errors(path)
+    assert len(errors) == 4
+    assert errors[0].startswith(f"{path}:8: rule BAD-1: description needs 'en'")
+    assert errors[1].startswith(f"{path}:19: rule BAD-2: explain: unknown language 'zh'")
+    assert errors[2].startswith(f"{path}:28: rule BAD-3: explain.zh-CN must be a non-empty string")
+    assert errors[3].startswith(f"{path}:35: rule BAD-4: description.en must be a non-empty string")
+
+
+def test_chinese_explain_is_compiled_like_the_english(tmp_path: Path) -> None:
+    unknown_field = _texts_rule(" x", "\n      en: '{source.ip}'\n      zh-CN: '{source.ipp}'")
+    needs_threshold = _texts_rule(
+        " x", "\n      en: '{source.ip}'\n      zh-CN: '{source.ip} {window}'", "BAD-2")
+    other_values = _texts_rule(
+        " x", "\n      en: '{source.ip} to {destination.ip} {count}'"
+              "\n      zh-CN: '{source.ip} 向 {unit} {count}'", "BAD-3")
+    path = _pack(tmp_path, unknown_field + needs_threshold + other_values)
+    errors = _errors(path)
+    assert len(errors) == 3
+    assert f"{path}:11: rule BAD-1: unknown field 'source.ipp'" in errors[0]
+    assert f"{path}:20: rule BAD-2: explain: {{window}} needs a threshold" in errors[1]
+    assert errors[2] == (f"{path}:29: rule BAD-3: explain.zh-CN must use the placeholders of "
+                         "explain.en: it lacks {destination.ip} and adds {unit}")

@@ -3,7 +3,7 @@
 import { api, get } from "../api.js";
 import { fill, h } from "../dom.js";
 import { t, tOr } from "../i18n.js";
-import { alertSeverity, alertStatus, alertTitle, endpoint, formatNumber, severityBadge, statusBadge, techniques, timeCell } from "../format.js";
+import { alertDescription, alertExplanation, alertSeverity, alertStatus, alertTitle, endpoint, formatNumber, severityBadge, statusBadge, techniques, timeCell } from "../format.js";
 import { eventsTable, formatValue } from "../events.js";
 import { may } from "../session.js";
 import { showError, showSuccess } from "../toast.js";
@@ -116,15 +116,15 @@ function renderAlert(view, alert, audit, act) {
       h("div", {},
         h("section", { class: "panel" },
           h("h2", {}, t("alert.what")),
-          h("p", { class: "explanation", "data-testid": "alert-explanation" }, event.reason || alert.message || ""),
-          rule.description ? h("p", { class: "muted" }, rule.description) : null,
+          h("p", { class: "explanation", "data-testid": "alert-explanation" }, alertExplanation(alert)),
+          alertDescription(alert) ? h("p", { class: "muted", "data-testid": "alert-description" }, alertDescription(alert)) : null,
           h("div", { class: "flow" }, side(t("alert.source"), alert.source), h("span", { class: "arrow", "aria-hidden": "true" }, "→"),
             side(t("alert.destination"), alert.destination)),
           facts([
             [t("alert.rule"), h("span", {}, h("a", { class: "mono", href: `#/alerts?rule=${encodeURIComponent(rule.id ?? "")}` }, rule.id ?? ""),
-              " ", rule.name ?? ""), "alert-rule"],
+              " ", alertTitle(alert)), "alert-rule"],
             [t("alert.techniques"), h("ul", { class: "techniques", "data-testid": "alert-techniques" },
-              techniques(alert).map((tech) => h("li", {}, h("a", { class: "mono", href: `#/alerts?technique=${encodeURIComponent(tech.id)}` }, tech.id), " ", tech.name)))],
+              techniques(alert).map((tech) => h("li", { "data-technique": tech.id }, h("a", { class: "mono", href: `#/alerts?technique=${encodeURIComponent(tech.id)}` }, tech.id), " ", tech.name)))],
             [t("alert.protocol"), `${(alert.network?.protocol ?? "").toUpperCase()} / ${(alert.network?.transport ?? "").toUpperCase()}`],
             [t("alert.first_seen"), timeCell(event.start ?? alert["@timestamp"])],
             [t("alert.last_seen"), timeCell(event.end ?? alert["@timestamp"])],

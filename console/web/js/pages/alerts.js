@@ -4,7 +4,7 @@ import { get } from "../api.js";
 import { alertRow, alertTable } from "../alert-table.js";
 import { field, fill, h, select } from "../dom.js";
 import { t } from "../i18n.js";
-import { SEVERITIES, STATUSES, alertSeverity, alertStatus, alertTitle, formatNumber, rangeOptions, rangeStart, ruleTitle, techniques } from "../format.js";
+import { SEVERITIES, STATUSES, alertSeverity, alertStatus, alertTitle, formatNumber, rangeOptions, rangeStart, ruleTitle, techniqueName, techniques } from "../format.js";
 import { onLiveAlert } from "../live.js";
 import { replaceQuery, toSearch } from "../router.js";
 
@@ -110,7 +110,7 @@ export async function render(view, { query }) {
     h("div", { class: "field-buttons" },
       h("button", { type: "submit", class: "button-primary", "data-testid": "filter-apply" }, t("filters.apply")),
       h("button", { type: "button", "data-testid": "filter-reset", onclick: () => reset() }, t("filters.reset"))),
-    h("datalist", { id: "technique-choices" }, options.techniques.map((id) => h("option", { value: id }))));
+    h("datalist", { id: "technique-choices" }, options.techniques.map((id) => h("option", { value: id, label: techniqueName(id) || null }))));
 
   const total = h("p", { class: "total", "data-testid": "alerts-total", "aria-live": "polite" });
   const results = h("div", { class: "results" });

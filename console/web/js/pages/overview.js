@@ -5,7 +5,7 @@ import { alertTable } from "../alert-table.js";
 import { ChartSet, escapeHtml } from "../charts.js";
 import { fill, h, select } from "../dom.js";
 import { t, tOr } from "../i18n.js";
-import { SEVERITIES, SEVERITY_COLORS, formatNumber, formatTime, rangeOptions, rangeStart, ruleTitle } from "../format.js";
+import { SEVERITIES, SEVERITY_COLORS, formatNumber, formatTime, rangeOptions, rangeStart, ruleTitle, techniqueName } from "../format.js";
 import { onLiveAlert } from "../live.js";
 import { replaceQuery } from "../router.js";
 
@@ -139,7 +139,8 @@ export async function render(view, { query }) {
       if (severity) location.hash = `/alerts?${new URLSearchParams({ ...filters, severity })}`;
     });
     fill(body.querySelector("[data-slot=techniques]"), h("h2", {}, t("overview.top_techniques")),
-      topList("top-techniques", stats.top_techniques, (item) => [h("span", { class: "mono" }, item.value), " ", item.name ?? ""], "technique", range));
+      topList("top-techniques", stats.top_techniques, (item) => [h("span", { class: "mono" }, item.value), " ",
+        techniqueName(item.value, item.name, item.name_zh)], "technique", range));
     fill(body.querySelector("[data-slot=rules]"), h("h2", {}, t("overview.top_rules")),
       topList("top-rules", stats.top_rules, (item) => [h("span", { class: "mono" }, item.value), " ",
         ruleNames.has(item.value) ? ruleTitle(ruleNames.get(item.value)) : item.name ?? ""], "rule", range));

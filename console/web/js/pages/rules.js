@@ -1,8 +1,8 @@
 // Rules: what is loaded and active; admins enable/disable rules and upload packs.
 import { api, get } from "../api.js";
 import { field, fill, h } from "../dom.js";
-import { t } from "../i18n.js";
-import { formatNumber, ruleTitle, severityBadge } from "../format.js";
+import { currentLanguage, t } from "../i18n.js";
+import { formatNumber, ruleDescription, ruleTitle, severityBadge, techniqueName } from "../format.js";
 import { may } from "../session.js";
 import { showError, showSuccess } from "../toast.js";
 
@@ -47,6 +47,14 @@ function uploadForm(onDone) {
   return h("section", { class: "panel" }, h("h2", {}, t("rules.upload_title")), form);
 }
 
+/** Why a rule is off: in zh-CN, empty allowlists are said in Chinese (the API's reason is English). */
+function inactiveReason(rule) {
+  if (currentLanguage() === "zh-CN" && rule.inactive_groups?.length) {
+    return t("rules.inactive_empty_groups", { groups: rule.inactive_groups.join(", ") });
+  }
+  return rule.inactive_reason ?? "";
+}
+
 export async function render(view) {
   const admin = may("admin");
   const errors = h("div", {});
@@ -75,14 +83,15 @@ export async function render(view) {
       : h("span", { class: rule.enabled ? "badge status-ok" : "badge status-off" }, rule.enabled ? t("rules.on") : t("rules.off"));
     return h("tr", { "data-testid": "rule-row", "data-rule-id": rule.id, class: rule.active ? "" : "row-muted" },
       h("td", { class: "mono nowrap" }, rule.id),
-      h("td", {}, h("div", {}, ruleTitle(rule)), rule.description ? h("div", { class: "muted small" }, rule.description) : null),
+      h("td", {}, h("div", {}, ruleTitle(rule)), ruleDescription(rule)
+        ? h("div", { class: "muted small", "data-testid": "rule-description" }, ruleDescription(rule)) : null),
       h("td", {}, severityBadge(rule.severity)),
       h("td", {}, (rule.protocol ?? "").toUpperCase()),
-      h("td", { class: "mono" }, (rule.techniques ?? []).map((id) => h("span", { class: "tech" }, id))),
+      h("td", { class: "mono" }, (rule.techniques ?? []).map((id) => h("span", { class: "tech", title: techniqueName(id) || null }, id))),
       h("td", { class: "mono small" }, rule.pack ?? ""),
       h("td", {}, toggle),
-      h("td", {}, rule.active ? t("common.yes") : h("span", { title: rule.inactive_reason ?? "" },
-        t("common.no"), rule.inactive_reason ? h("div", { class: "muted small" }, rule.inactive_reason) : null)));
+      h("td", {}, rule.active ? t("common.yes") : h("span", { title: inactiveReason(rule) },
+        t("common.no"), inactiveReason(rule) ? h("div", { class: "muted small", "data-testid": "rule-inactive-reason" }, inactiveReason(rule)) : null)));
   }
 
   function draw() {
