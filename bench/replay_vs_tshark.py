@@ -35,7 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 # The tshark field each protocol's reference run prints (one per PDU).
 TSHARK_FIELDS = {
     "modbus": "modbus.func_code", "dnp3": "dnp3.al.func", "enip": "enip.command",
-    "iec104": "104asdu.typeid", "s7comm": "s7comm.header.rosctr",
+    "iec104": "iec60870_asdu.typeid", "s7comm": "s7comm.header.rosctr",
 }
 
 
