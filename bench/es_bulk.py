@@ -41,12 +41,15 @@ def main() -> None:
     parser.add_argument("--url")
     parser.add_argument("--start-node", action="store_true")
     parser.add_argument("--alerts", type=int, default=200_000)
+    parser.add_argument("--heap", default="2g",
+                        help="JVM heap of the --start-node node (default %(default)s; the "
+                             "tests' 512m node flushes its indexing buffer five times as often)")
     args = parser.parse_args()
     node = None
     if args.start_node:
         from tests.support.esnode import ElasticsearchNode, ensure_distribution
 
-        node = ElasticsearchNode(ensure_distribution(), Path(tempfile.mkdtemp()))
+        node = ElasticsearchNode(ensure_distribution(), Path(tempfile.mkdtemp()), heap=args.heap)
         node.start()
         args.url = node.url
     if not args.url:

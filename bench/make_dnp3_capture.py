@@ -11,13 +11,12 @@ packets take a few seconds to write.
 
 from __future__ import annotations
 
-import argparse
 import random
 import struct
 from pathlib import Path
 
-ETH = bytes.fromhex("020000000002" "020000000001") + b"\x08\x00"
-ETH_BACK = bytes.fromhex("020000000001" "020000000002") + b"\x08\x00"
+from synthetic import ETH, ETH_BACK, PcapWriter, ipv4, main_for, tcp
+
 PORT = 20000
 
 
@@ -100,31 +99,10 @@ def _exchange(rng: random.Random, seq: int) -> tuple[bytes, bytes]:
 
 def build(path: Path, packets: int, flows: int, seed: int = 1) -> int:
     rng = random.Random(seed)
-    ts = 1_700_000_000.0
-    written = 0
-
-    def ip(src: bytes, dst: bytes, payload_len: int, ident: int) -> bytes:
-        return struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40 + payload_len, ident & 0xFFFF, 0x4000,
-                           64, 6, 0, src, dst)
-
-    def tcp(sport: int, dport: int, seq: int, ack: int, flags: int) -> bytes:
-        return struct.pack("!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF,
-                           0x50, flags, 65535, 0, 0)
-
-    with path.open("wb") as out:
-        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-
-        def put(frame_bytes: bytes) -> None:
-            nonlocal ts, written
-            ts += 0.00005
-            sec = int(ts)
-            out.write(struct.pack("<IIII", sec, int((ts - sec) * 1e6), len(frame_bytes),
-                                  len(frame_bytes)))
-            out.write(frame_bytes)
-            written += 1
-
+    with PcapWriter(path) as pcap:
+        put = pcap.put
         connection = 0
-        while written < packets:
+        while pcap.written < packets:
             connection += 1
             client = bytes((10, 0, 1 + connection % flows // 250, 1 + connection % 250))
             server = bytes((10, 0, 100, 1 + connection % 8))
@@ -132,14 +110,14 @@ def build(path: Path, packets: int, flows: int, seed: int = 1) -> int:
             sport = 30000 + connection % 30000
             cseq, sseq = rng.randrange(1 << 32), rng.randrange(1 << 32)
             ident = 0
-            put(ETH + ip(client, server, 0, ident) + tcp(sport, PORT, cseq, 0, 0x02))
-            put(ETH_BACK + ip(server, client, 0, ident) + tcp(PORT, sport, sseq, cseq + 1, 0x12))
+            put(ETH + ipv4(client, server, 0, ident) + tcp(sport, PORT, cseq, 0, 0x02))
+            put(ETH_BACK + ipv4(server, client, 0, ident) + tcp(PORT, sport, sseq, cseq + 1, 0x12))
             cseq += 1
             sseq += 1
-            put(ETH + ip(client, server, 0, ident) + tcp(sport, PORT, cseq, sseq, 0x10))
+            put(ETH + ipv4(client, server, 0, ident) + tcp(sport, PORT, cseq, sseq, 0x10))
             master_tseq = outstation_tseq = 0
             for number in range(rng.randrange(200, 2000)):
-                if written >= packets - 4:
+                if pcap.written >= packets - 4:
                     break
                 request, response = _exchange(rng, number & 0x0F)
                 req = fragment_frames(request, 0xC4, outstation, 1, master_tseq)
@@ -147,7 +125,7 @@ def build(path: Path, packets: int, flows: int, seed: int = 1) -> int:
                 res = fragment_frames(response, 0x44, 1, outstation, outstation_tseq)
                 outstation_tseq = (outstation_tseq + (len(response) + 248) // 249) & 0x3F
                 ident += 1
-                put(ETH + ip(client, server, len(req), ident)
+                put(ETH + ipv4(client, server, len(req), ident)
                     + tcp(sport, PORT, cseq, sseq, 0x18) + req)
                 cseq += len(req)
                 # The response, one TCP segment per link frame as stacks send it.
@@ -156,24 +134,15 @@ def build(path: Path, packets: int, flows: int, seed: int = 1) -> int:
                     size = 10 + min(250, res[offset + 2] - 5)
                     size += 2 * ((size - 10 + 15) // 16)
                     segment = res[offset : offset + size]
-                    put(ETH_BACK + ip(server, client, len(segment), ident)
+                    put(ETH_BACK + ipv4(server, client, len(segment), ident)
                         + tcp(PORT, sport, sseq, cseq, 0x18) + segment)
                     sseq += len(segment)
                     offset += size
-            put(ETH + ip(client, server, 0, ident) + tcp(sport, PORT, cseq, sseq, 0x11))
-            put(ETH_BACK + ip(server, client, 0, ident) + tcp(PORT, sport, sseq, cseq + 1, 0x11))
-            put(ETH + ip(client, server, 0, ident) + tcp(sport, PORT, cseq + 1, sseq + 1, 0x10))
-    return written
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out", type=Path)
-    parser.add_argument("--packets", type=int, default=200_000)
-    parser.add_argument("--flows", type=int, default=64)
-    args = parser.parse_args()
-    print(f"{build(args.out, args.packets, args.flows)} packets written to {args.out}")
+            put(ETH + ipv4(client, server, 0, ident) + tcp(sport, PORT, cseq, sseq, 0x11))
+            put(ETH_BACK + ipv4(server, client, 0, ident) + tcp(PORT, sport, sseq, cseq + 1, 0x11))
+            put(ETH + ipv4(client, server, 0, ident) + tcp(sport, PORT, cseq + 1, sseq + 1, 0x10))
+    return pcap.written
 
 
 if __name__ == "__main__":
-    main()
+    main_for(build, __doc__)

@@ -12,26 +12,14 @@ packets). Ethernet + IPv4, assembled with struct.
 
 from __future__ import annotations
 
-import argparse
 import random
 import struct
 from collections.abc import Callable
 from pathlib import Path
 
-ETH = bytes.fromhex("020000000002" "020000000001") + b"\x08\x00"
-ETH_BACK = bytes.fromhex("020000000001" "020000000002") + b"\x08\x00"
+from synthetic import ETH, ETH_BACK, UDP, PcapWriter, ipv4, main_for, tcp, udp
+
 TAGS = (b"Line1_Speed", b"Tank_Level", b"Valve_Cmd", b"Motor_Run", b"Setpoint")
-
-
-def _ip(src: bytes, dst: bytes, payload_len: int, ident: int, proto: int = 6,
-        header: int = 20) -> bytes:
-    return struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + header + payload_len, ident & 0xFFFF,
-                       0x4000, 64, proto, 0, src, dst)
-
-
-def _tcp(sport: int, dport: int, seq: int, ack: int, flags: int) -> bytes:
-    return struct.pack("!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, 0x50,
-                       flags, 65535, 0, 0)
 
 
 def _encap(command: int, session: int, data: bytes, context: int = 0) -> bytes:
@@ -111,17 +99,17 @@ class _Connection:
 
     def _segment(self, from_client: bool, flags: int, data: bytes = b"") -> None:
         if from_client:
-            self.put(ETH + _ip(self.client, self.server, len(data), self.ident)
-                     + _tcp(self.sport, 44818, self.cseq, self.sseq, flags) + data)
+            self.put(ETH + ipv4(self.client, self.server, len(data), self.ident)
+                     + tcp(self.sport, 44818, self.cseq, self.sseq, flags) + data)
         else:
-            self.put(ETH_BACK + _ip(self.server, self.client, len(data), self.ident)
-                     + _tcp(44818, self.sport, self.sseq, self.cseq, flags) + data)
+            self.put(ETH_BACK + ipv4(self.server, self.client, len(data), self.ident)
+                     + tcp(44818, self.sport, self.sseq, self.cseq, flags) + data)
 
     def open(self) -> None:
-        self.put(ETH + _ip(self.client, self.server, 0, 0)
-                 + _tcp(self.sport, 44818, self.cseq, 0, 0x02))
-        self.put(ETH_BACK + _ip(self.server, self.client, 0, 0)
-                 + _tcp(44818, self.sport, self.sseq, self.cseq + 1, 0x12))
+        self.put(ETH + ipv4(self.client, self.server, 0, 0)
+                 + tcp(self.sport, 44818, self.cseq, 0, 0x02))
+        self.put(ETH_BACK + ipv4(self.server, self.client, 0, 0)
+                 + tcp(44818, self.sport, self.sseq, self.cseq + 1, 0x12))
         self.cseq += 1
         self.sseq += 1
         self._segment(True, 0x10)
@@ -139,13 +127,13 @@ class _Connection:
     def io(self, sequence: int) -> None:
         item = struct.pack("<HHHIIHH", 2, 0x8002, 8, self.connid, sequence, 0xB1, 10)
         item += struct.pack("<HI", sequence & 0xFFFF, 1) + bytes(4)
-        udp = struct.pack("!HHHH", 2222, 2222, 8 + len(item), 0) + item
-        self.put(ETH_BACK + _ip(self.server, self.client, len(udp), self.ident, 17, 0) + udp)
+        self.put(ETH_BACK + ipv4(self.server, self.client, len(item), self.ident, UDP)
+                 + udp(2222, 2222, len(item)) + item)
 
     def close(self) -> None:
         self._segment(True, 0x11)
-        self.put(ETH_BACK + _ip(self.server, self.client, 0, 0)
-                 + _tcp(44818, self.sport, self.sseq, self.cseq + 1, 0x11))
+        self.put(ETH_BACK + ipv4(self.server, self.client, 0, 0)
+                 + tcp(44818, self.sport, self.sseq, self.cseq + 1, 0x11))
         self.cseq += 1
         self.sseq += 1
         self._segment(True, 0x10)
@@ -153,50 +141,29 @@ class _Connection:
 
 def build(path: Path, packets: int, flows: int, seed: int = 1) -> int:
     rng = random.Random(seed)
-    ts = 1_700_000_000.0
-    written = 0
-    with path.open("wb") as out:
-        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-
-        def put(frame: bytes) -> None:
-            nonlocal ts, written
-            ts += 0.00005
-            sec = int(ts)
-            out.write(struct.pack("<IIII", sec, int((ts - sec) * 1e6), len(frame), len(frame)))
-            out.write(frame)
-            written += 1
-
+    with PcapWriter(path) as pcap:
         connection = 0
         io_sequence = 0
-        while written < packets:
+        while pcap.written < packets:
             connection += 1
-            tcp = _Connection(put, rng, connection, flows)
-            tcp.open()
+            link = _Connection(pcap.put, rng, connection, flows)
+            link.open()
             for sequence in range(rng.randrange(150, 1500)):
-                if written >= packets - 8:
+                if pcap.written >= packets - 8:
                     break
                 request, reply, connected = _exchange(rng)
                 if connected:
-                    tcp.send(_unit(tcp.session, tcp.connid, sequence, request), True)
-                    tcp.send(_unit(tcp.session, tcp.connid ^ 0xFFFF, sequence, reply), False)
+                    link.send(_unit(link.session, link.connid, sequence, request), True)
+                    link.send(_unit(link.session, link.connid ^ 0xFFFF, sequence, reply), False)
                 else:
-                    tcp.send(_rr(tcp.session, request, sequence), True)
-                    tcp.send(_rr(tcp.session, reply, sequence), False)
+                    link.send(_rr(link.session, request, sequence), True)
+                    link.send(_rr(link.session, reply, sequence), False)
                 if sequence % 4 == 0:  # the controller's cyclic I/O to its adapter
                     io_sequence += 1
-                    tcp.io(io_sequence)
-            tcp.close()
-    return written
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out", type=Path)
-    parser.add_argument("--packets", type=int, default=200_000)
-    parser.add_argument("--flows", type=int, default=64)
-    args = parser.parse_args()
-    print(f"{build(args.out, args.packets, args.flows)} packets written to {args.out}")
+                    link.io(io_sequence)
+            link.close()
+    return pcap.written
 
 
 if __name__ == "__main__":
-    main()
+    main_for(build, __doc__)

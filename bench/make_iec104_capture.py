@@ -12,26 +12,15 @@ struct, so 200 000 packets take a few seconds to write.
 
 from __future__ import annotations
 
-import argparse
 import random
 import struct
 from collections.abc import Callable
 from pathlib import Path
 
-ETH = bytes.fromhex("020000000002" "020000000001") + b"\x08\x00"
-ETH_BACK = bytes.fromhex("020000000001" "020000000002") + b"\x08\x00"
+from synthetic import ETH, ETH_BACK, PcapWriter, ipv4, main_for, tcp
+
 PORT = 2404
 CP56 = bytes((0x10, 0x27, 30, 9, 0xB1, 5, 24))
-
-
-def _ip(src: bytes, dst: bytes, payload_len: int, ident: int) -> bytes:
-    return struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40 + payload_len, ident & 0xFFFF, 0x4000, 64,
-                       6, 0, src, dst)
-
-
-def _tcp(sport: int, dport: int, seq: int, ack: int, flags: int) -> bytes:
-    return struct.pack("!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, 0x50,
-                       flags, 65535, 0, 0)
 
 
 def _i(ns: int, nr: int, asdu: bytes) -> bytes:
@@ -89,12 +78,12 @@ class _Connection:
     def segment(self, from_master: bool, flags: int, payload: bytes = b"") -> None:
         self.ident += 1
         if from_master:
-            self.put(ETH + _ip(self.master, self.rtu, len(payload), self.ident)
-                     + _tcp(self.sport, PORT, self.mseq, self.rseq, flags) + payload)
+            self.put(ETH + ipv4(self.master, self.rtu, len(payload), self.ident)
+                     + tcp(self.sport, PORT, self.mseq, self.rseq, flags) + payload)
             self.mseq += len(payload) + (flags & 0x03 != 0)
         else:
-            self.put(ETH_BACK + _ip(self.rtu, self.master, len(payload), self.ident)
-                     + _tcp(PORT, self.sport, self.rseq, self.mseq, flags) + payload)
+            self.put(ETH_BACK + ipv4(self.rtu, self.master, len(payload), self.ident)
+                     + tcp(PORT, self.sport, self.rseq, self.mseq, flags) + payload)
             self.rseq += len(payload) + (flags & 0x03 != 0)
 
     def send(self, from_master: bool, payload: bytes) -> None:
@@ -114,25 +103,14 @@ class _Connection:
 
 def build(path: Path, packets: int, flows: int, seed: int = 1) -> int:
     rng = random.Random(seed)
-    ts = 1_700_000_000.0
-    written = 0
-    with path.open("wb") as out:
-        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-
-        def put(frame: bytes) -> None:
-            nonlocal ts, written
-            ts += 0.00005
-            sec = int(ts)
-            out.write(struct.pack("<IIII", sec, int((ts - sec) * 1e6), len(frame), len(frame)))
-            out.write(frame)
-            written += 1
-
+    with PcapWriter(path) as pcap:
         number = 0
-        while written < packets:
+        while pcap.written < packets:
             number += 1
             ca = 1 + number % 8
-            link = _Connection(put, bytes((10, 0, 1 + number % flows // 250, 1 + number % 250)),
-                               bytes((10, 0, 100, ca)), 20000 + number % 40000, rng)
+            master = bytes((10, 0, 1 + number % flows // 250, 1 + number % 250))
+            link = _Connection(pcap.put, master, bytes((10, 0, 100, ca)), 20000 + number % 40000,
+                               rng)
             link.segment(True, 0x02)
             link.segment(False, 0x12)
             link.segment(True, 0x10)
@@ -144,7 +122,7 @@ def build(path: Path, packets: int, flows: int, seed: int = 1) -> int:
                 link.i_frame(False, answer)
             link.i_frame(False, _asdu(100, 10, ca, _ioa(0) + b"\x14", 1))
             for step in range(rng.randrange(300, 3000)):
-                if written >= packets - 4:
+                if pcap.written >= packets - 4:
                     break
                 choice = rng.random()
                 if choice < 0.9:
@@ -160,17 +138,8 @@ def build(path: Path, packets: int, flows: int, seed: int = 1) -> int:
             link.segment(True, 0x11)
             link.segment(False, 0x11)
             link.segment(True, 0x10)
-    return written
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("out", type=Path)
-    parser.add_argument("--packets", type=int, default=200_000)
-    parser.add_argument("--flows", type=int, default=64)
-    args = parser.parse_args()
-    print(f"{build(args.out, args.packets, args.flows)} packets written to {args.out}")
+    return pcap.written
 
 
 if __name__ == "__main__":
-    main()
+    main_for(build, __doc__)

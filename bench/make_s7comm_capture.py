@@ -10,25 +10,14 @@ Ethernet + IPv4, assembled with struct, so 200 000 packets take seconds.
 
 from __future__ import annotations
 
-import argparse
 import random
 import struct
 from collections.abc import Callable
 from pathlib import Path
 
-ETH = bytes.fromhex("020000000002" "020000000001") + b"\x08\x00"
-ETH_BACK = bytes.fromhex("020000000001" "020000000002") + b"\x08\x00"
+from synthetic import ETH, ETH_BACK, PcapWriter, ipv4, main_for, tcp
+
 PORT = 102
-
-
-def _ip(src: bytes, dst: bytes, payload_len: int, ident: int) -> bytes:
-    return struct.pack("!BBHHHBBH4s4s", 0x45, 0, 40 + payload_len, ident & 0xFFFF, 0x4000, 64,
-                       6, 0, src, dst)
-
-
-def _tcp(sport: int, dport: int, seq: int, ack: int, flags: int) -> bytes:
-    return struct.pack("!HHIIBBHHH", sport, dport, seq & 0xFFFFFFFF, ack & 0xFFFFFFFF, 0x50,
-                       flags, 65535, 0, 0)
 
 
 def _tpkt_dt(pdu: bytes) -> bytes:
@@ -103,22 +92,22 @@ class _Connection:
     def _frame(self, to_server: bool, payload: bytes, flags: int) -> None:
         self.ident += 1
         if to_server:
-            self.put(ETH + _ip(self.client, self.server, len(payload), self.ident)
-                     + _tcp(self.sport, PORT, self.cseq, self.sseq, flags) + payload)
+            self.put(ETH + ipv4(self.client, self.server, len(payload), self.ident)
+                     + tcp(self.sport, PORT, self.cseq, self.sseq, flags) + payload)
             self.cseq += len(payload)
         else:
-            self.put(ETH_BACK + _ip(self.server, self.client, len(payload), self.ident)
-                     + _tcp(PORT, self.sport, self.sseq, self.cseq, flags) + payload)
+            self.put(ETH_BACK + ipv4(self.server, self.client, len(payload), self.ident)
+                     + tcp(PORT, self.sport, self.sseq, self.cseq, flags) + payload)
             self.sseq += len(payload)
 
     def send(self, payload: bytes, to_server: bool) -> None:
         self._frame(to_server, payload, 0x18)
 
     def open(self) -> None:
-        self.put(ETH + _ip(self.client, self.server, 0, 0)
-                 + _tcp(self.sport, PORT, self.cseq, 0, 0x02))
-        self.put(ETH_BACK + _ip(self.server, self.client, 0, 0)
-                 + _tcp(PORT, self.sport, self.sseq, self.cseq + 1, 0x12))
+        self.put(ETH + ipv4(self.client, self.server, 0, 0)
+                 + tcp(self.sport, PORT, self.cseq, 0, 0x02))
+        self.put(ETH_BACK + ipv4(self.server, self.client, 0, 0)
+                 + tcp(PORT, self.sport, self.sseq, self.cseq + 1, 0x12))
         self.cseq += 1
         self.sseq += 1
         self._frame(True, b"", 0x10)
@@ -137,45 +126,24 @@ class _Connection:
 
 def build(path: Path, packets: int, flows: int, seed: int = 1) -> int:
     rng = random.Random(seed)
-    ts = 1_700_000_000.0
-    written = 0
-    with path.open("wb") as out:
-        out.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
-
-        def put(frame: bytes) -> None:
-            nonlocal ts, written
-            ts += 0.00005
-            sec = int(ts)
-            out.write(struct.pack("<IIII", sec, int((ts - sec) * 1e6), len(frame), len(frame)))
-            out.write(frame)
-            written += 1
-
+    with PcapWriter(path) as pcap:
         connection = 0
-        while written < packets:
+        while pcap.written < packets:
             connection += 1
             client = bytes((10, 0, 1 + connection % flows // 250, 1 + connection % 250))
             server = bytes((10, 0, 100, 1 + connection % 8))
             sport = 20000 + connection % 40000
-            conn = _Connection(put, client, server, sport, rng)
+            conn = _Connection(pcap.put, client, server, sport, rng)
             conn.open()
             for ref in range(1, rng.randrange(200, 2000)):
-                if written >= packets - 4:
+                if pcap.written >= packets - 4:
                     break
                 request, reply = _exchange(rng, ref & 0xFFFF)
                 conn.send(request, True)
                 conn.send(reply, False)
             conn.close()
-    return written
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("out", type=Path)
-    parser.add_argument("--packets", type=int, default=200_000)
-    parser.add_argument("--flows", type=int, default=64)
-    args = parser.parse_args()
-    print(f"{build(args.out, args.packets, args.flows)} packets written to {args.out}")
+    return pcap.written
 
 
 if __name__ == "__main__":
-    main()
+    main_for(build, __doc__)
