@@ -15,14 +15,37 @@ from console.web_auth import Viewer
 
 router = APIRouter(prefix="/api", tags=["assets"])
 OPEN: Final = ("open", "acknowledged")
-MAX_COUNTED: Final = 500  # assets whose alerts are counted one by one per request
+ENDPOINTS: Final = ("source.ip", "destination.ip")
+MAX_HOSTS: Final = 10_000  # distinct addresses per top-N list (Elasticsearch buckets)
 
 
-def _alert_counts(alerts: Store, asset: dict[str, Any]) -> dict[str, Any]:
-    ip = str(asset.get("ip") or asset.get("id"))
-    return {**asset,
-            "alerts": alerts.count_alerts(AlertQuery(assets=[ip])),
-            "open_alerts": alerts.count_alerts(AlertQuery(assets=[ip], statuses=OPEN))}
+def alert_counts(alerts: Store, ips: list[str]) -> dict[str, tuple[int, int]]:
+    """Alerts (all, and open or acknowledged) touching each address, from
+    two searches: an address's count is its alerts as source plus as
+    destination, exact unless it is both in one alert (a host alerting on
+    itself): only those few are counted one by one."""
+    if not ips:
+        return {}
+    sizes = dict.fromkeys(ENDPOINTS, MAX_HOSTS)
+    every = alerts.top_many(AlertQuery(assets=ips), sizes)
+    still_open = alerts.top_many(AlertQuery(assets=ips, statuses=OPEN), sizes)
+    counts: dict[str, tuple[int, int]] = {}
+    for ip in ips:
+        as_source, as_target = (dict(every[field]).get(ip, 0) for field in ENDPOINTS)
+        if as_source and as_target:
+            counts[ip] = (alerts.count_alerts(AlertQuery(assets=[ip])),
+                          alerts.count_alerts(AlertQuery(assets=[ip], statuses=OPEN)))
+        else:
+            counts[ip] = (as_source + as_target,
+                          sum(dict(still_open[field]).get(ip, 0) for field in ENDPOINTS))
+    return counts
+
+
+def _with_counts(alerts: Store, assets: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    ips = [str(asset.get("ip") or asset.get("id")) for asset in assets]
+    counts = alert_counts(alerts, ips)
+    return [{**asset, "alerts": counts[ip][0], "open_alerts": counts[ip][1]}
+            for asset, ip in zip(assets, ips, strict=True)]
 
 
 def _matches(asset: dict[str, Any], q: str | None, role: str | None,
@@ -63,8 +86,7 @@ def list_assets(
     alerts = store(request)
     assets = [asset for asset in alerts.list_inventory("assets")
               if _matches(asset, q, role, protocol)]
-    counted = [_alert_counts(alerts, _public(asset)) for asset in assets[:MAX_COUNTED]]
-    return {"assets": counted + [_public(asset) for asset in assets[MAX_COUNTED:]],
+    return {"assets": _with_counts(alerts, [_public(asset) for asset in assets]),
             "total": len(assets)}
 
 
@@ -83,7 +105,7 @@ def get_asset(request: Request, user: Viewer, asset_id: str) -> dict[str, Any]:
     edges = [edge for edge in alerts.list_inventory("communications")
              if asset_id in (edge.get("source"), edge.get("target"))]
     recent = alerts.search_alerts(AlertQuery(assets=[asset_id], size=20)).alerts
-    return {"asset": _alert_counts(alerts, _public(asset)),
+    return {"asset": _with_counts(alerts, [_public(asset)])[0],
             "communications": with_pair_alerts(alerts, edges),
             "alerts": [summary(alert) for alert in recent],
             "history": asset.get("history") or []}
@@ -101,12 +123,12 @@ def communication_map(
              if not protocol or edge.get("protocol") in protocol]
     assets = {asset["id"]: asset for asset in alerts.list_inventory("assets")}
     ips = sorted({edge["source"] for edge in edges} | {edge["target"] for edge in edges})
+    counts = alert_counts(alerts, ips)
     nodes = []
     for ip in ips:
         asset = assets.get(ip, {})
         nodes.append({"id": ip, "label": ip, "roles": asset.get("roles") or ["unknown"],
-                      "mac": asset.get("mac"),
-                      "alerts": alerts.count_alerts(AlertQuery(assets=[ip])),
+                      "mac": asset.get("mac"), "alerts": counts[ip][0],
                       "events": asset.get("events", 0)})
     return {"nodes": nodes, "edges": with_pair_alerts(alerts, edges)}
 

@@ -278,6 +278,10 @@ def test_assets_map_and_sensors(viewer: TestClient, expected: list[dict[str, Any
     assert attacker["alerts"] == sum(
         1 for a in expected if "127.0.0.66" in (a["source"]["ip"], a["destination"]["ip"]))
     assert "plc" in by_ip["127.0.0.1"]["roles"]
+    # 127.0.0.1 is source and destination of the same alerts (loopback): counted exactly.
+    assert by_ip["127.0.0.1"]["alerts"] == sum(
+        1 for a in expected if "127.0.0.1" in (a["source"]["ip"], a["destination"]["ip"]))
+    assert by_ip["127.0.0.1"]["open_alerts"] <= by_ip["127.0.0.1"]["alerts"]
     assert viewer.get("/api/assets", params={"role": "plc"}).json()["total"] >= 1
     assert viewer.get("/api/assets", params={"q": "127.0.0.66"}).json()["total"] == 1
     detail = viewer.get("/api/assets/127.0.0.66").json()
