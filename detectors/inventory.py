@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+from detectors.vendors import mac_vendor
 from sensor.event import CONTROL, FILE, PROGRAM, READ, REQUEST, WRITE, IcsEvent
 from sensor.flows.flow import Flow
 
@@ -80,6 +81,42 @@ class Asset:
 
 MAX_HISTORY: Final = 200
 
+# The responses that describe the device answering them: operation -> (the
+# event field holding the facts, the protocol's names for vendor, product,
+# firmware and serial number, the vendor when the protocol implies it).
+IDENTITY_SOURCES: Final = {
+    "read_device_identification": (
+        "device_identification", ("vendor_name", "product_code", "major_minor_revision", None),
+        None),
+    "list_identity": (
+        "identity", ("vendor", "product_name", "revision", "serial_number"), None),
+    "get_attributes_all": (
+        "identity", ("vendor", "product_name", "revision", "serial_number"), None),
+    "read_szl": (
+        "identity", (None, "order_number", "firmware_version", "serial_number"), "Siemens"),
+}
+IDENTITY_KEYS: Final = ("vendor", "product", "firmware", "serial")
+
+
+def identity_facts(event: IcsEvent) -> dict[str, str] | None:
+    """Vendor, product, firmware and serial number a response tells of the
+    device that sent it (only the ones it tells), with the protocol."""
+    source = IDENTITY_SOURCES.get(event.operation)
+    if source is None:
+        return None
+    field_name, names, implied = source
+    raw = event.fields.get(field_name)
+    if not isinstance(raw, dict):
+        return None
+    facts = {key: str(raw[name]) for key, name in zip(IDENTITY_KEYS, names, strict=True)
+             if name is not None and raw.get(name) not in (None, "")}
+    if implied is not None:
+        facts.setdefault("vendor", implied)
+    if not facts:
+        return None
+    facts["protocol"] = event.protocol
+    return facts
+
 
 class Inventory:
     """Feed it every event (`observe`); `communications` and `assets` give
@@ -88,6 +125,8 @@ class Inventory:
     def __init__(self) -> None:
         self.edges: dict[tuple[str, str, str, int, str], Edge] = {}
         self._assets: dict[str, Asset] = {}
+        # What devices said of themselves, by address (the responder's).
+        self.identities: dict[str, dict[str, str]] = {}
 
     def observe(self, event: IcsEvent) -> None:
         flow = event.flow
@@ -108,6 +147,11 @@ class Inventory:
                 edge.controls += 1
             elif access in ENGINEERING_ACCESS:
                 edge.engineering += 1
+        elif event.operation in IDENTITY_SOURCES:
+            facts = identity_facts(event)
+            if facts is not None:
+                known = self.identities.setdefault(event.src_ip, {})
+                known.update(facts)
 
     __call__ = observe
 
@@ -143,7 +187,10 @@ class Inventory:
         first snapshot (new protocols, new peers, new roles)."""
         self._update_assets()
         return [
-            {"id": asset.ip, "ip": asset.ip, "mac": asset.mac, "vendor": None,
+            {"id": asset.ip, "ip": asset.ip, "mac": asset.mac,
+             "vendor": self.identities.get(asset.ip, {}).get("vendor") or mac_vendor(asset.mac),
+             "mac_vendor": mac_vendor(asset.mac),
+             "identity": self.identities.get(asset.ip),
              "roles": list(asset.roles) or ["unknown"],
              "protocols": {"served": sorted(asset.served), "spoken": sorted(asset.spoken)},
              "first_seen": iso(asset.first_ts), "last_seen": iso(asset.last_ts),
@@ -246,6 +293,10 @@ def merge_asset(stored: dict[str, Any] | None, new: dict[str, Any]) -> dict[str,
     roles = (set(stored.get("roles") or ()) | set(new.get("roles") or ())) - {"unknown"}
     merged["roles"] = sorted(roles) or ["unknown"]
     merged["mac"] = new.get("mac") or stored.get("mac")
+    for key in ("vendor", "mac_vendor"):
+        merged[key] = new.get(key) or stored.get(key)
+    before, now = stored.get("identity") or {}, new.get("identity") or {}
+    merged["identity"] = {**before, **now} or None
     merged["events"] = int(stored.get("events") or 0) + int(new.get("events") or 0)
     merged["peers"] = max(int(stored.get("peers") or 0), int(new.get("peers") or 0))
     merged["first_seen"] = _earliest(stored.get("first_seen"), new.get("first_seen"))
@@ -256,6 +307,10 @@ def merge_asset(stored: dict[str, Any] | None, new: dict[str, Any]) -> dict[str,
     for protocol in sorted(set(protocols["served"]) | set(protocols["spoken"])):
         if protocol not in known:
             history.append({"at": at, "change": "new_protocol", "detail": protocol})
+    for key in ("product", "firmware", "serial"):
+        if before.get(key) and now.get(key) and before[key] != now[key]:
+            history.append({"at": at, "change": "identity",
+                            "detail": f"{key} {before[key]} -> {now[key]}"})
     old_roles = sorted(set(stored.get("roles") or ()) - {"unknown"})
     if old_roles and sorted(roles) != old_roles:
         history.append({"at": at, "change": "role",

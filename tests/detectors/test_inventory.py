@@ -6,6 +6,7 @@ from pathlib import Path
 
 from console.times import iso
 from detectors.inventory import Inventory, merge_asset, merge_communication
+from detectors.vendors import mac_vendor
 from sensor.runtime import Sensor
 
 PCAPS = Path(__file__).resolve().parents[2] / "pcaps" / "modbus"
@@ -73,3 +74,42 @@ def test_snapshots_of_later_runs_add_to_earlier_ones() -> None:
     twice = merge_communication(edge, edge)
     assert twice["events"] == 2 * edge["events"] and twice["flows"] == 2 * edge["flows"]
     assert (twice["first_seen"], twice["last_seen"]) == (edge["first_seen"], edge["last_seen"])
+
+
+def test_devices_identified_by_their_protocol_answers() -> None:
+    facts = {}
+    for capture, protocol in (("modbus/device-identification.pcapng", "modbus"),
+                              ("s7comm/identity.pcapng", "s7comm"),
+                              ("enip/identity-attributes.pcapng", "enip")):
+        inventory = Inventory()
+        Sensor(inventory.observe).replay([PCAPS.parent / capture])
+        [device] = [a for a in inventory.assets(iso) if a["identity"]]
+        assert device["identity"]["protocol"] == protocol
+        facts[protocol] = device
+    assert facts["modbus"]["vendor"] == "ICSWatch Test Vendor"
+    assert facts["modbus"]["identity"]["product"] == "IW-PLC-1000"
+    assert facts["modbus"]["identity"]["firmware"] == "V2.4"
+    assert facts["s7comm"]["vendor"] == "Siemens"
+    assert facts["s7comm"]["identity"]["product"] == "6ES7 315-2EH14-0AB0"
+    assert facts["enip"]["identity"]["serial"] == "006c061a"
+    # Loopback frames carry a null MAC: no vendor is guessed from it.
+    assert facts["modbus"]["mac_vendor"] is None
+
+
+def test_vendor_from_the_mac_registry() -> None:
+    assert mac_vendor("00:1d:9c:c5:13:dd") == "Rockwell Automation"
+    assert mac_vendor("08:00:06:01:02:03") == "SIEMENS AG"
+    for unassigned in ("00:00:00:00:00:00", "02:00:00:00:00:01", "01:00:5e:00:00:01",
+                       "not a mac", None):
+        assert mac_vendor(unassigned) is None
+
+
+def test_a_new_firmware_is_history() -> None:
+    inventory = Inventory()
+    Sensor(inventory.observe).replay([PCAPS / "device-identification.pcapng"])
+    [before] = [a for a in inventory.assets(iso) if a["identity"]]
+    after = {**before, "identity": {**before["identity"], "firmware": "V2.5"}}
+    merged = merge_asset(before, after)
+    assert merged["history"][-1]["change"] == "identity"
+    assert merged["history"][-1]["detail"] == "firmware V2.4 -> V2.5"
+    assert merged["identity"]["firmware"] == "V2.5"

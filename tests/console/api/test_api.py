@@ -278,6 +278,8 @@ def test_assets_map_and_sensors(viewer: TestClient, expected: list[dict[str, Any
     assert attacker["alerts"] == sum(
         1 for a in expected if "127.0.0.66" in (a["source"]["ip"], a["destination"]["ip"]))
     assert "plc" in by_ip["127.0.0.1"]["roles"]
+    assert by_ip["127.0.0.1"]["vendor"] == "ICSWatch Test Vendor"  # Modbus device id
+    assert by_ip["127.0.0.1"]["identity"]["product"] == "IW-PLC-1000"
     # 127.0.0.1 is source and destination of the same alerts (loopback): counted exactly.
     assert by_ip["127.0.0.1"]["alerts"] == sum(
         1 for a in expected if "127.0.0.1" in (a["source"]["ip"], a["destination"]["ip"]))
