@@ -218,14 +218,14 @@ def merged_inventory(store: Store, kind: str,
 
 
 def store_inventory(sink: ReplaySink, inventory: Inventory, sensor_name: str, stats: Stats,
-                    alerts: int, captures: Sequence[str]) -> None:
+                    alerts: int, captures: Sequence[str], kind: str = "replay") -> None:
     """After a replay: the communication map, the assets and this run as a
     sensor record (its statistics are the last run's)."""
     sink.inventory("communications", inventory.communications(iso))
     sink.inventory("assets", inventory.assets(iso))
     now = iso(time.time())
     sink.inventory("sensors", [{
-        "id": sensor_name, "name": sensor_name, "kind": "replay",
+        "id": sensor_name, "name": sensor_name, "kind": kind,
         "first_seen": now, "last_seen": now,
         "stats": {
             "packets": stats.packets, "bytes": stats.bytes, "events": stats.events,

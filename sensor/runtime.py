@@ -8,12 +8,13 @@ runs it (the CLI, a live capture loop) passes a consumer that receives every
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
 from sensor.capture.packet import PacketDecoder
-from sensor.capture.reader import CaptureFile
+from sensor.capture.reader import CaptureFile, Frame
 from sensor.event import IcsEvent
 from sensor.flows.table import FlowTable, PacketFilter
 from sensor.protocols import registry
@@ -21,7 +22,20 @@ from sensor.protocols.base import ProtocolSpec
 
 # Whatever a consumer returns (a rule engine returns its alerts) is ignored.
 Consumer = Callable[[IcsEvent], object]
-Progress = Callable[[CaptureFile, int], None]
+
+
+class FrameSource(Protocol):
+    """A capture file or a live interface: frames as
+    ``(timestamp, linktype, data, original_length)``; ``None`` items only
+    give the runner a moment for periodic work."""
+
+    @property
+    def path(self) -> Path | str: ...
+
+    def frames(self) -> Iterator[Frame | None]: ...
+
+
+Progress = Callable[[FrameSource, int], None]
 
 
 @dataclass(slots=True)
@@ -78,27 +92,41 @@ class Sensor:
     ) -> Stats:
         """Decode each file in turn (one flow table across them, as for a
         ring of rotated files), then close every flow."""
+        return self.run((CaptureFile(path) for path in paths), progress)
+
+    def run(self, sources: Iterable[FrameSource], progress: Progress | None = None) -> Stats:
+        """Decode each source in turn — capture files or a live interface —
+        with one flow table, then close every flow (also when stopped by an
+        exception: whatever was decoded reaches the consumer)."""
         started = time.perf_counter()
         try:
-            for path in paths:
-                self.replay_file(CaptureFile(path), progress)
+            for source in sources:
+                self.feed(source, progress)
         finally:
             self.finish()
             self.stats.elapsed = time.perf_counter() - started
         return self.stats
 
-    def replay_file(self, capture: CaptureFile, progress: Progress | None = None) -> None:
+    def feed(self, source: FrameSource, progress: Progress | None = None) -> None:
+        """Decode one source's frames; ``progress`` is called every 16384
+        packets and whenever the source yields ``None`` (a live source does
+        so while idle), for periodic work."""
         frame = self.decoder.frame
         packets = 0
         size = 0
         ts = self.last_ts
         try:
-            for ts, linktype, data, _origlen in capture.frames():
+            for item in source.frames():
+                if item is None:
+                    if progress is not None:
+                        progress(source, packets)
+                    continue
+                ts, linktype, data, _origlen = item
                 packets += 1
                 size += len(data)
                 frame(ts, linktype, data, packets)
                 if progress is not None and not packets & 0x3FFF:
-                    progress(capture, packets)
+                    progress(source, packets)
         finally:
             self.last_ts = ts
             self.stats.packets += packets
