@@ -14,8 +14,10 @@ mode with ``synchronous=NORMAL``: readers in other threads or processes (the
 web console) never block the writer (a replay) and see what it has flushed; a
 power cut may lose the last commits, never the file. Table
 ``icswatch_schema`` records the schema version; a file of an older schema is
-upgraded in place when opened (columns and tables added, nothing rewritten;
-alerts stored before have no ``event.ingested``); a file from a newer
+upgraded in place when opened, in one transaction (from schema 1, columns
+and tables added: alerts stored before have no ``event.ingested``; from
+schema 2, the alerts table is rebuilt without its documents, which move to
+``alert_docs``: a minute or so per million alerts, once); a file from a newer
 icswatch, a database of another program, or a file that is not a database
 is refused with a one-line `StoreError`.
 
@@ -29,7 +31,10 @@ read as ``ics.alert.status``, ``assignee``, ``resolution`` and ``updated``
 written, returned as ``event.ingested``. Queries read indexed columns (time,
 severity, rule, protocol, addresses, organization, status, assignee) and a
 child table of technique ids; the document itself is stored as JSON,
-encoded once.
+encoded once, in table ``alert_docs`` under the alert's rowid, so that the
+alert rows the queries visit stay small (a few hundred bytes, not ~3 KB)
+and documents are read only for the alerts returned (a page's keys are
+found and sorted first, then its documents read).
 
 `SqliteStore.alerts_since` follows the rowid, which grows in commit order
 (writers take the write lock for their whole transaction) and is kept by
@@ -108,8 +113,9 @@ from console.stores.base import (
 )
 
 # 1: alerts, techniques, events. 2: triage columns (assignee, resolution,
-# updated), ingested, the inventory table.
-SCHEMA_VERSION: Final = 2
+# updated), ingested, the inventory table. 3: the documents out of the alert
+# rows, into table alert_docs; index alerts_time_severity.
+SCHEMA_VERSION: Final = 3
 DEFAULT_STATUS: Final = "open"
 MEMORY: Final = ":memory:"
 
@@ -135,8 +141,10 @@ _INVENTORY_TABLE: Final = """CREATE TABLE inventory (
         doc TEXT NOT NULL,                -- JSON
         PRIMARY KEY (kind, id)
     ) WITHOUT ROWID"""
-_SCHEMA: Final = (
-    """CREATE TABLE alerts (
+# The alert rows hold only what queries filter, sort and count on (a few
+# hundred bytes); the document (~3 KB) is in alert_docs under the same pk,
+# read for the alerts a caller gets back and for no other.
+_ALERTS_TABLE: Final = """CREATE TABLE {name} (
         pk INTEGER PRIMARY KEY,           -- stable rowid for the text index
         id TEXT NOT NULL UNIQUE,          -- event.id
         ts REAL NOT NULL,                 -- @timestamp, epoch seconds
@@ -150,13 +158,22 @@ _SCHEMA: Final = (
         text_name TEXT NOT NULL,          -- search tokens, see search_terms()
         text_message TEXT NOT NULL,
         text_title TEXT NOT NULL,
-        doc TEXT NOT NULL,                -- the ECS document as JSON
         assignee TEXT,                    -- triage, kept across rewrites
         resolution TEXT,
         updated TEXT,                     -- ISO 8601 of the last triage
         ingested REAL                     -- when first written (epoch seconds)
-    )""",
+    )"""
+_ALERT_COLUMNS: Final = (
+    "pk, id, ts, severity, rule_id, protocol, source_ip, destination_ip, organization, "
+    "status, text_name, text_message, text_title, assignee, resolution, updated, ingested")
+_ALERT_DOCS_TABLE: Final = """CREATE TABLE alert_docs (
+        pk INTEGER PRIMARY KEY,           -- alerts.pk
+        doc TEXT NOT NULL                 -- the ECS document as JSON
+    )"""
+_ALERT_INDEXES: Final = (
     "CREATE INDEX alerts_time ON alerts (ts, id)",
+    # Covers the histogram (time range, count by severity).
+    "CREATE INDEX alerts_time_severity ON alerts (ts, severity)",
     "CREATE INDEX alerts_severity ON alerts (severity, ts)",
     "CREATE INDEX alerts_rule ON alerts (rule_id, ts)",
     "CREATE INDEX alerts_protocol ON alerts (protocol, ts)",
@@ -165,6 +182,11 @@ _SCHEMA: Final = (
     "CREATE INDEX alerts_organization ON alerts (organization, ts)",
     "CREATE INDEX alerts_status ON alerts (status, ts)",
     "CREATE INDEX alerts_assignee ON alerts (assignee, ts)",
+)
+_SCHEMA: Final = (
+    _ALERTS_TABLE.format(name="alerts"),
+    _ALERT_DOCS_TABLE,
+    *_ALERT_INDEXES,
     """CREATE TABLE alert_techniques (
         technique TEXT NOT NULL,
         alert INTEGER NOT NULL,           -- alerts.pk
@@ -190,11 +212,11 @@ _MIGRATE_1: Final = (
     "CREATE INDEX alerts_assignee ON alerts (assignee, ts)",
     _INVENTORY_TABLE,
 )
-_FTS_SCHEMA: Final = (
-    f"""CREATE VIRTUAL TABLE alerts_text USING fts5(
+_FTS_TABLE: Final = f"""CREATE VIRTUAL TABLE alerts_text USING fts5(
         text_name, text_message, text_title,
         content='alerts', content_rowid='pk', tokenize="{_FTS_TOKENIZER}"
-    )""",
+    )"""
+_FTS_TRIGGERS: Final = (
     """CREATE TRIGGER alerts_text_insert AFTER INSERT ON alerts BEGIN
         INSERT INTO alerts_text (rowid, text_name, text_message, text_title)
         VALUES (new.pk, new.text_name, new.text_message, new.text_title);
@@ -211,22 +233,45 @@ _FTS_SCHEMA: Final = (
         VALUES (new.pk, new.text_name, new.text_message, new.text_title);
     END""",
 )
+_FTS_SCHEMA: Final = (_FTS_TABLE, *_FTS_TRIGGERS)
+# From schema 2 to 3: the alerts table rebuilt without its documents, which
+# move to alert_docs under the same pk (so the text index, keyed by pk,
+# stays valid; dropping the old table drops its indexes and triggers, made
+# again here, and the triggers by `_check_schema` for an FTS5 file).
+_MIGRATE_2: Final = (
+    _ALERT_DOCS_TABLE,
+    "INSERT INTO alert_docs (pk, doc) SELECT pk, doc FROM alerts ORDER BY pk",
+    _ALERTS_TABLE.format(name="alerts_new"),
+    f"INSERT INTO alerts_new ({_ALERT_COLUMNS}) SELECT {_ALERT_COLUMNS} FROM alerts ORDER BY pk",
+    "DROP TABLE alerts",
+    "ALTER TABLE alerts_new RENAME TO alerts",
+    *_ALERT_INDEXES,
+    # The planner's statistics went with the old table.
+    "ANALYZE alerts",
+)
 
+# An unchanged document leaves its row alone (no text index churn); the
+# document itself follows (`_UPSERT_DOC`), after every row of the batch.
 _UPSERT_ALERT: Final = """
     INSERT INTO alerts (id, ts, severity, rule_id, protocol, source_ip, destination_ip,
-                        organization, status, text_name, text_message, text_title, doc,
+                        organization, status, text_name, text_message, text_title,
                         assignee, resolution, updated, ingested)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?14, ?15, ?16, ?17)
     ON CONFLICT (id) DO UPDATE SET
         ts = excluded.ts, severity = excluded.severity, rule_id = excluded.rule_id,
         protocol = excluded.protocol, source_ip = excluded.source_ip,
         destination_ip = excluded.destination_ip, organization = excluded.organization,
         text_name = excluded.text_name, text_message = excluded.text_message,
-        text_title = excluded.text_title, doc = excluded.doc
-    WHERE alerts.doc IS NOT excluded.doc
+        text_title = excluded.text_title
+    WHERE (SELECT d.doc FROM alert_docs d WHERE d.pk = alerts.pk) IS NOT ?13
 """
-# What a document read is made of (`SqliteStore._document`).
-_DOCUMENT: Final = "a.status, a.assignee, a.resolution, a.updated, a.ingested, a.doc"
+_UPSERT_DOC: Final = """
+    INSERT INTO alert_docs (pk, doc) SELECT pk, ? FROM alerts WHERE id = ?
+    ON CONFLICT (pk) DO UPDATE SET doc = excluded.doc WHERE alert_docs.doc IS NOT excluded.doc
+"""
+# What a document read is made of (`SqliteStore._document`), over ``alerts a``
+# and ``alert_docs d``.
+_DOCUMENT: Final = "a.status, a.assignee, a.resolution, a.updated, a.ingested, d.doc"
 _TRIAGE_COLUMNS: Final = {name: name for name in ("status", "assignee", "resolution", "updated")}
 _DELETE_TECHNIQUES: Final = (
     "DELETE FROM alert_techniques WHERE alert = (SELECT pk FROM alerts WHERE id = ?)"
@@ -504,8 +549,14 @@ class SqliteStore:
                              "sqlite3 module lacks")
         if version < SCHEMA_VERSION:
             # Older files are upgraded in place, in this transaction.
-            for statement in _MIGRATE_1:
-                connection.execute(statement)
+            if version <= 1:
+                for statement in _MIGRATE_1:
+                    connection.execute(statement)
+            # Schema 2 (or 1) kept the documents in the alert rows.
+            if any(column == "doc" for (_, column, *_) in
+                   connection.execute("PRAGMA table_info(alerts)")):
+                for statement in _MIGRATE_2 + (_FTS_TRIGGERS if mode == "fts5" else ()):
+                    connection.execute(statement)
             connection.execute("UPDATE icswatch_schema SET version = ?", (SCHEMA_VERSION,))
             return mode == "fts5", True
         return mode == "fts5", False
@@ -566,7 +617,7 @@ class SqliteStore:
                 _title_token_text(rule.get("name") or ""),
                 _token_text(doc.get("message") or ""),
                 _title_token_text(ics_alert.get("title_zh") or ""),
-                encode(doc),
+                encode(doc),  # ?13: compared, and written by _UPSERT_DOC
                 _text_or_none(ics_alert.get("assignee")),
                 _text_or_none(ics_alert.get("resolution")),
                 _text_or_none(ics_alert.get("updated")),
@@ -581,6 +632,7 @@ class SqliteStore:
                 self._begin()
                 execute = self._connection.executemany
                 execute(_UPSERT_ALERT, rows.values())
+                execute(_UPSERT_DOC, ((row[12], row[0]) for row in rows.values()))
                 execute(_DELETE_TECHNIQUES, ((alert_id,) for alert_id in rows))
                 execute(_INSERT_TECHNIQUE, (
                     (technique, alert_id)
@@ -737,7 +789,8 @@ class SqliteStore:
         return document
 
     def get_alert(self, alert_id: str) -> dict[str, Any] | None:
-        rows = self._read(f"SELECT {_DOCUMENT} FROM alerts a WHERE a.id = ?", (alert_id,))
+        rows = self._read(f"SELECT {_DOCUMENT} FROM alerts a JOIN alert_docs d ON d.pk = a.pk "
+                          "WHERE a.id = ?", (alert_id,))
         return self._document(*rows[0]) if rows else None
 
     def set_triage(
@@ -773,7 +826,8 @@ class SqliteStore:
         if size <= 0:
             return [], marker
         rows = self._read(
-            f"SELECT a.pk, {_DOCUMENT} FROM alerts a WHERE a.pk > ? ORDER BY a.pk LIMIT ?",
+            f"SELECT a.pk, {_DOCUMENT} FROM alerts a JOIN alert_docs d ON d.pk = a.pk "
+            "WHERE a.pk > ? ORDER BY a.pk LIMIT ?",
             (after, size))
         if not rows:
             return [], marker
@@ -837,9 +891,15 @@ class SqliteStore:
             params_page = [*params, query.size + 1]
         with self._snapshot():  # the total and the page agree
             total = self.count_alerts(query)
+            # The page's keys first (only the small alert rows are read,
+            # and sorted when no index gives the order), then the documents
+            # of those rows alone.
             rows = self._read(
-                f"SELECT a.ts, a.id, {_DOCUMENT} FROM alerts a{where}{keyset} "
-                f"ORDER BY a.ts {order}, a.id {order} LIMIT ?", params_page)
+                f"SELECT p.ts, p.id, {_DOCUMENT} FROM ("
+                f"  SELECT a.pk, a.ts, a.id FROM alerts a{where}{keyset}"
+                f"  ORDER BY a.ts {order}, a.id {order} LIMIT ?"
+                ") p JOIN alerts a ON a.pk = p.pk JOIN alert_docs d ON d.pk = p.pk "
+                f"ORDER BY p.ts {order}, p.id {order}", params_page)
         cursor = None
         if len(rows) > query.size > 0:
             rows = rows[:query.size]
