@@ -6,7 +6,11 @@ is not meant for the server's threads.)"""
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime
+
+# Epoch seconds: a plain decimal number (float() would also take 'nan', 'inf', '1_0').
+_NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 
 
 def iso(epoch: float) -> str:
@@ -18,11 +22,8 @@ def parse_time(text: str) -> float:
     """Epoch seconds from ISO 8601 (a zone-less time is UTC) or from a plain
     number of epoch seconds; ValueError with the reason otherwise."""
     text = text.strip()
-    try:
+    if _NUMBER.fullmatch(text):
         value = float(text)
-    except ValueError:
-        pass
-    else:
         if not math.isfinite(value):
             raise ValueError(f"time {text!r} is not a finite number")
         return value

@@ -60,6 +60,8 @@ class Triage:
             known_user: Callable[[str], bool] | None = None) -> dict[str, Any] | None:
         """Apply ``action``; the alert's new document, None for an unknown
         alert. ``known_user(name)`` says whether an assignee exists."""
+        if action.action not in ACTIONS:
+            raise TriageError(f"unknown action {action.action!r}: one of {', '.join(ACTIONS)}")
         alert = self.store.get_alert(alert_id)
         if alert is None:
             return None
@@ -67,6 +69,7 @@ class Triage:
         comment = _text(action.comment, "comment", action.action == "comment")
         reason = _text(action.reason, "reason",
                        action.action in ("close", "false_positive"))
+        # A comment changes nothing on the alert: it is only recorded below.
         status: str | None = None
         assignee: str | None = None
         resolution: str | None = None
@@ -80,8 +83,6 @@ class Triage:
                 if assignee is not None and known_user is not None \
                         and not known_user(assignee):
                     raise TriageError(f"no user {assignee!r} to assign the alert to")
-            case "comment":
-                pass
             case "close" | "false_positive":
                 if current in ("closed", "false_positive"):
                     raise Conflict(f"the alert is already {current}")
@@ -91,9 +92,6 @@ class Triage:
                 if current not in ("closed", "false_positive"):
                     raise Conflict(f"the alert is {current}, not closed")
                 status, resolution = "open", ""
-            case _:
-                raise TriageError(f"unknown action {action.action!r}: one of "
-                                  f"{', '.join(ACTIONS)}")
         now = time.time()
         updated = alert
         if status is not None or assignee is not None or resolution is not None:

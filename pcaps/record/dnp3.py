@@ -61,10 +61,10 @@ class CommandLog(dnp3.ICommandHandler):  # type: ignore[misc]
         self.operated: list[tuple[str, int, Any]] = []
 
     def Begin(self) -> None:
-        pass
+        """A batch of commands starts: nothing to prepare (the binding requires it)."""
 
     def End(self) -> None:
-        pass
+        """A batch of commands ends: nothing to commit."""
 
     def Select(self, command: Any, index: int) -> Any:
         self.selected.append((type(command).__name__, index))
@@ -99,7 +99,7 @@ class OutstationApplication(dnp3.IOutstationApplication):  # type: ignore[misc]
         return True
 
     def RecordClassAssignment(self, *args: Any) -> None:
-        pass
+        """Class assignments are accepted; the capture shows them, nothing to keep."""
 
     def GetApplicationIIN(self) -> Any:
         iin = dnp3.ApplicationIIN()
@@ -232,10 +232,10 @@ class Measurements(dnp3.ISOEHandler):  # type: ignore[misc]
         self.lock = threading.Lock()
 
     def BeginFragment(self, info: Any) -> None:
-        pass
+        """Counts are kept per value (`Process`), not per fragment."""
 
     def EndFragment(self, info: Any) -> None:
-        pass
+        """See `BeginFragment`."""
 
     def Process(self, info: Any, values: Sequence[Any]) -> None:
         if not values:
@@ -250,19 +250,19 @@ class MasterApplication(dnp3.IMasterApplication):  # type: ignore[misc]
         super().__init__()
 
     def OnReceiveIIN(self, iin: Any) -> None:
-        pass
+        """The IIN bits are in the capture; the recorder does not act on them."""
 
     def OnTaskStart(self, task_type: Any, task_id: Any) -> None:
-        pass
+        """Tasks are checked by their results, not followed."""
 
     def OnTaskComplete(self, info: Any) -> None:
-        pass
+        """See `OnTaskStart`."""
 
     def OnOpen(self) -> None:
-        pass
+        """The channel listener reports the link state; nothing to do here."""
 
     def OnClose(self) -> None:
-        pass
+        """See `OnOpen`."""
 
     def AssignClassDuringStartup(self) -> bool:
         return False

@@ -26,6 +26,7 @@ checks the annotations of its callbacks as objects, not strings.)
 """
 
 import argparse
+import contextlib
 import datetime
 import logging
 import socket
@@ -226,12 +227,10 @@ class Relay:
 
     @staticmethod
     def _pump(one: socket.socket, other: socket.socket) -> None:
-        try:
+        with contextlib.suppress(OSError):  # either side closed: the relay is done
             while data := one.recv(65536):
                 other.sendall(data)
             other.shutdown(socket.SHUT_WR)
-        except OSError:
-            pass
 
     def close(self) -> None:
         for thread in self.threads[1:]:
@@ -369,11 +368,9 @@ class RawClient:
         return frames
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(OSError):  # the RTU may have closed first
             self.sock.shutdown(socket.SHUT_WR)
             self.receive(timeout=1.0)
-        except OSError:
-            pass
         self.sock.close()
 
 

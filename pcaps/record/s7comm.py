@@ -167,7 +167,8 @@ def client_from(source: str, rack: int = RACK, slot: int = SLOT) -> Iterator[Cli
 
 
 class UnexpectedResponse(RuntimeError):
-    pass
+    """The stack answered otherwise than the scenario expects: the recording
+    stops rather than produce a different capture."""
 
 
 def expect(condition: bool, what: str) -> None:

@@ -12,6 +12,7 @@ to any host but the console's fails the test (plant networks are air-gapped).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -132,12 +133,10 @@ def _wait_until_up(url: str, process: subprocess.Popen[bytes], log: Path) -> Non
         if process.poll() is not None:
             pytest.fail(f"icswatch serve exited with {process.returncode}:\n"
                         f"{log.read_text(errors='replace')}", pytrace=False)
-        try:
-            with urllib.request.urlopen(url, timeout=2) as reply:
-                if reply.status == 200:
-                    return
-        except (urllib.error.URLError, OSError):
-            pass
+        with contextlib.suppress(urllib.error.URLError, OSError), \
+                urllib.request.urlopen(url, timeout=2) as reply:  # not listening yet: retry
+            if reply.status == 200:
+                return
         time.sleep(0.2)
     pytest.fail(f"icswatch serve did not answer {url} within 30 s:\n"
                 f"{log.read_text(errors='replace')}", pytrace=False)
