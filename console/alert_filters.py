@@ -3,8 +3,7 @@ parameters in, an `AlertQuery` out, a 400 with the reason for a bad one."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import HTTPException, Query
 
@@ -65,7 +64,3 @@ def alert_filters(
         assignees=_values("assignee", assignee),
         text=q.strip() if q and q.strip() else None,
     )
-
-
-def paged(query: AlertQuery, **changes: Any) -> AlertQuery:
-    return replace(query, **changes)

@@ -4,13 +4,13 @@ Elasticsearch through the spool-backed bulk sink."""
 from __future__ import annotations
 
 import contextlib
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from console.errors import UsageError
+from console.paths import data_home
 from console.stores.base import AlertQuery, Store, StoreError
 from console.times import iso
 from detectors.alert import Alert, alert_document
@@ -121,13 +121,7 @@ class ElasticsearchReplaySink:
         from console.stores.elasticsearch import ElasticsearchStore
 
         self.url = url
-        store = ElasticsearchStore(
-            url,
-            username=os.environ.get("ICSWATCH_ES_USERNAME"),
-            password=os.environ.get("ICSWATCH_ES_PASSWORD"),
-            api_key=os.environ.get("ICSWATCH_ES_API_KEY"),
-            ca_certs=os.environ.get("ICSWATCH_ES_CA_CERTS"),
-        )
+        store = ElasticsearchStore.from_environment(url)
         try:
             spool = Spool(spool_dir)
         except (SpoolError, OSError) as exc:
@@ -187,8 +181,7 @@ class ElasticsearchReplaySink:
 
 
 def default_spool() -> Path:
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "icswatch" / "spool"
+    return data_home() / "spool"
 
 
 def open_store(store: str | None, spool: str | None) -> ReplaySink | None:

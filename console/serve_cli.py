@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import os
 import sys
 from pathlib import Path
 from typing import Any, TextIO
@@ -120,13 +119,7 @@ def open_alert_store(location: str | None) -> Store:
         if location is not None and location.startswith(("http://", "https://")):
             from console.stores.elasticsearch import ElasticsearchStore
 
-            store = ElasticsearchStore(
-                location,
-                username=os.environ.get("ICSWATCH_ES_USERNAME"),
-                password=os.environ.get("ICSWATCH_ES_PASSWORD"),
-                api_key=os.environ.get("ICSWATCH_ES_API_KEY"),
-                ca_certs=os.environ.get("ICSWATCH_ES_CA_CERTS"),
-            )
+            store = ElasticsearchStore.from_environment(location)
             store.install_templates()
             return store
         from console.stores.sqlite import SqliteStore, default_path

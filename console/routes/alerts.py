@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -14,7 +15,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from console.alert_filters import alert_filters, paged
+from console.alert_filters import alert_filters
 from console.routes.common import store, summary
 from console.stores.base import AlertQuery
 from console.triage import Action, ActionName, Conflict, Triage, TriageError
@@ -44,7 +45,7 @@ def list_alerts(
     cursor: Annotated[str | None, Query(max_length=2000)] = None,
     order: Literal["desc", "asc"] = "desc",
 ) -> dict[str, Any]:
-    query = paged(filters, size=size, cursor=cursor or None, newest_first=order == "desc")
+    query = replace(filters, size=size, cursor=cursor or None, newest_first=order == "desc")
     try:
         page = store(request).search_alerts(query)
     except ValueError as exc:

@@ -34,6 +34,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -143,6 +144,17 @@ class ElasticsearchStore:
             hosts, request_timeout=request_timeout, max_retries=len(hosts) - 1,
             retry_on_timeout=False, **auth
         )
+
+    @classmethod
+    def from_environment(cls, url: str) -> ElasticsearchStore:
+        """The store for ``url`` with the credentials the operator gives in
+        the environment, never on the command line: ICSWATCH_ES_USERNAME and
+        _PASSWORD, or ICSWATCH_ES_API_KEY, and a CA file in
+        ICSWATCH_ES_CA_CERTS."""
+        return cls(url, username=os.environ.get("ICSWATCH_ES_USERNAME"),
+                   password=os.environ.get("ICSWATCH_ES_PASSWORD"),
+                   api_key=os.environ.get("ICSWATCH_ES_API_KEY"),
+                   ca_certs=os.environ.get("ICSWATCH_ES_CA_CERTS"))
 
     # -- set-up ------------------------------------------------------------
 

@@ -101,6 +101,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Final
 
+from console.paths import data_home
 from console.stores.base import (
     TOP_FIELDS,
     AlertQuery,
@@ -331,12 +332,7 @@ def default_path() -> Path:
     ``~/.local/share/icswatch/icswatch.db`` (the XDG base-directory rules:
     an empty or relative XDG_DATA_HOME is ignored)."""
     explicit = os.environ.get("ICSWATCH_DB")
-    if explicit:
-        return Path(explicit).expanduser()
-    data_home = os.environ.get("XDG_DATA_HOME", "")
-    base = Path(data_home) if data_home and os.path.isabs(data_home) else (
-        Path.home() / ".local" / "share")
-    return base / "icswatch" / "icswatch.db"
+    return Path(explicit).expanduser() if explicit else data_home() / "icswatch.db"
 
 
 @functools.cache

@@ -598,14 +598,7 @@ class S7Session:
         if not parlg:
             verdict.operation = "job"
             return
-        function = pdu[p]
-        fields["param.func"] = function
-        operation = FUNCTION_OPERATIONS.get(function)  # type: ignore[call-overload]
-        if operation is None:
-            _raw(pdu, p, parlg, datlg, fields)
-            raise _Malformed(UNKNOWN_FUNCTION, f"unknown function 0x{function:02x}")
-        verdict.operation = operation
-        verdict.access = FUNCTION_ACCESS[function]  # type: ignore[index]
+        function = _function(pdu, p, parlg, datlg, fields, verdict)
         if function in (Function.READ_VAR, Function.WRITE_VAR):
             count = pdu[p + 1]
             fields["param.itemcount"] = count
@@ -633,14 +626,7 @@ class S7Session:
 
     def _ack_data(self, pdu: bytes, p: int, parlg: int, datlg: int, fields: dict[str, Any],
                   verdict: _Verdict) -> None:
-        function = pdu[p]
-        fields["param.func"] = function
-        operation = FUNCTION_OPERATIONS.get(function)  # type: ignore[call-overload]
-        if operation is None:
-            _raw(pdu, p, parlg, datlg, fields)
-            raise _Malformed(UNKNOWN_FUNCTION, f"unknown function 0x{function:02x}")
-        verdict.operation = operation
-        verdict.access = FUNCTION_ACCESS[function]  # type: ignore[index]
+        function = _function(pdu, p, parlg, datlg, fields, verdict)
         if function in (Function.READ_VAR, Function.WRITE_VAR):
             count = pdu[p + 1]
             fields["param.itemcount"] = count
@@ -775,6 +761,21 @@ def _setup(pdu: bytes, q: int, fields: dict[str, Any]) -> None:
     fields["param.maxamq_calling"] = calling
     fields["param.maxamq_called"] = called
     fields["param.pdu_length"] = pdu_length
+
+
+def _function(pdu: bytes, p: int, parlg: int, datlg: int, fields: dict[str, Any],
+              verdict: _Verdict) -> int:
+    """The job's or ack's function code, with its operation and access set
+    on the verdict; an unknown code is malformed (its bytes kept raw)."""
+    function = pdu[p]
+    fields["param.func"] = function
+    operation = FUNCTION_OPERATIONS.get(function)  # type: ignore[call-overload]
+    if operation is None:
+        _raw(pdu, p, parlg, datlg, fields)
+        raise _Malformed(UNKNOWN_FUNCTION, f"unknown function 0x{function:02x}")
+    verdict.operation = operation
+    verdict.access = FUNCTION_ACCESS[function]  # type: ignore[index]
+    return function
 
 
 def _raw(pdu: bytes, p: int, parlg: int, datlg: int, fields: dict[str, Any]) -> None:
