@@ -44,6 +44,7 @@ from typing import Any, Final
 from elasticsearch import ApiError, Elasticsearch, NotFoundError, TransportError
 from elasticsearch import ConnectionError as EsConnectionError
 
+from console.stores import samples
 from console.stores.base import (
     INVENTORY_KINDS,
     TOP_FIELDS,
@@ -559,7 +560,8 @@ def prepared_alert(alert: dict[str, Any], ingested: str) -> dict[str, Any]:
     """The alert as stored: ``event.ingested`` set, as the first key of
     ``event``, itself the first key (the sink splices the delivery time into
     the encoded document there), and ``ics.alert.status`` "open" unless
-    given. Only the touched dicts are copied."""
+    given; sample events leave out the flow fields the alert already says
+    (`samples.compact`). Only the touched dicts are copied."""
     stamped: dict[str, Any] = {"ingested": ingested}
     event = alert.get("event")
     if isinstance(event, dict):
@@ -572,19 +574,20 @@ def prepared_alert(alert: dict[str, Any], ingested: str) -> dict[str, Any]:
     if "status" not in ics:
         document["ics"] = dict(document.get("ics", {}))
         document["ics"]["alert"] = {**ics, "status": "open"}
-    return document
+    return samples.compact(document)
 
 
 def _stored(source: dict[str, Any]) -> dict[str, Any]:
     """A stored alert as the store returns it: a triage field cleared by a
-    partial update (null) is left out, as it is when never set."""
+    partial update (null) is left out, as it is when never set, and sample
+    events are whole again."""
     alert = source.get("ics", {}).get("alert")
     if isinstance(alert, dict) and (
             alert.get("assignee", "") is None or alert.get("resolution", "") is None):
         source = {**source, "ics": {**source["ics"], "alert": {
             key: value for key, value in alert.items()
             if value is not None or key not in ("assignee", "resolution")}}}
-    return source
+    return samples.expand(source)
 
 
 def _template(kind: str) -> dict[str, Any]:

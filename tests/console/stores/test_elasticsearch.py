@@ -107,6 +107,22 @@ def test_alerts_are_searchable_once_with_their_ecs_fields(stores: tuple[Store, S
     assert es.get_alert("no-such-alert") is None
 
 
+def test_sample_events_come_back_whole(stores: tuple[Store, Store]) -> None:
+    """The index keeps sample events without the flow fields their alert
+    repeats; a read gives them back exactly as the sensor made them."""
+    es, _ = stores
+    assert isinstance(es, ElasticsearchStore)
+    with_samples = [d for d in DOCUMENTS if d["ics"]["alert"].get("events")]
+    assert with_samples
+    for sample in with_samples[:5]:
+        stored = es.get_alert(sample["event"]["id"])
+        assert stored is not None
+        assert stored["ics"]["alert"]["events"] == sample["ics"]["alert"]["events"]
+        raw = es.client.search(index=es.alerts_alias, query={"ids": {"values": [
+            sample["event"]["id"]]}})["hits"]["hits"][0]["_source"]
+        assert all("network" not in e for e in raw["ics"]["alert"]["events"])
+
+
 QUERIES = [
     AlertQuery(),
     AlertQuery(severities=["high", "critical"]),
