@@ -47,6 +47,7 @@ class User:
     role: str
     display_name: str
     created: float
+    org: str | None = None  # None: the organisation of the console itself
 
     def may(self, role: str) -> bool:
         """Whether this user has ``role`` or a higher one."""
@@ -77,20 +78,21 @@ class Accounts:
     # -- users ----------------------------------------------------------------------
 
     def add_user(self, username: str, password: str, role: str,
-                 display_name: str | None = None) -> User:
+                 display_name: str | None = None, org: str | None = None) -> User:
         if not USERNAME.fullmatch(username):
             raise AccountError(
                 f"user name {username!r}: letters, digits and . _ @ - (at most 64)")
         self._check_role(role)
         self._check_password(password)
-        user = User(username, role, display_name or username, time.time())
+        user = User(username, role, display_name or username, time.time(), org)
         with self.state.transaction() as db:
             if db.execute("SELECT 1 FROM users WHERE username = ?", (username,)).fetchone():
                 raise AccountError(f"user {username!r} exists")
             db.execute(
-                "INSERT INTO users (username, role, display_name, password_hash, created) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (username, role, user.display_name, self.hasher.hash(password), user.created))
+                "INSERT INTO users (username, role, display_name, password_hash, created, org) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (username, role, user.display_name, self.hasher.hash(password), user.created,
+                 org))
         return user
 
     def set_password(self, username: str, password: str) -> None:
@@ -117,11 +119,11 @@ class Accounts:
 
     def users(self) -> list[User]:
         return [User(*row) for row in self.state.rows(
-            "SELECT username, role, display_name, created FROM users ORDER BY username")]
+            "SELECT username, role, display_name, created, org FROM users ORDER BY username")]
 
     def user(self, username: str) -> User | None:
         rows = self.state.rows(
-            "SELECT username, role, display_name, created FROM users WHERE username = ?",
+            "SELECT username, role, display_name, created, org FROM users WHERE username = ?",
             (username,))
         return User(*rows[0]) if rows else None
 
@@ -177,7 +179,7 @@ class Accounts:
     def session(self, token: str) -> Session | None:
         """The live session of ``token``, None when unknown or expired."""
         rows = self.state.rows(
-            "SELECT u.username, u.role, u.display_name, u.created, s.expires "
+            "SELECT u.username, u.role, u.display_name, u.created, u.org, s.expires "
             "FROM sessions s JOIN users u ON u.username = s.username "
             "WHERE s.token_hash = ? AND s.expires > ? AND u.disabled = 0",
             (_token_hash(token), time.time()))

@@ -1,14 +1,17 @@
 """The alert filters shared by the alert list and the statistics: query
-parameters in, an `AlertQuery` out, a 400 with the reason for a bad one."""
+parameters in, an `AlertQuery` out, a 400 with the reason for a bad one.
+The query always carries the user's scope, so the store filters by it."""
 
 from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import HTTPException, Query
+from fastapi import HTTPException, Query, Request
 
+from console.routes.common import user_scope
 from console.stores.base import SEVERITY_ORDER, STATUSES, AlertQuery
 from console.times import parse_time
+from console.web_auth import Viewer
 
 MAX_VALUES = 100
 
@@ -35,6 +38,7 @@ def _values(name: str, given: list[str], allowed: tuple[str, ...] | None = None)
 
 
 def alert_filters(
+    request: Request, user: Viewer,
     start: Annotated[str | None, Query(description="ISO 8601 or epoch seconds, inclusive")]
     = None,
     end: Annotated[str | None, Query(description="ISO 8601 or epoch seconds, exclusive")]
@@ -63,4 +67,5 @@ def alert_filters(
         statuses=_values("status", status, STATUSES),
         assignees=_values("assignee", assignee),
         text=q.strip() if q and q.strip() else None,
+        scope=user_scope(request, user),
     )

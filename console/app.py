@@ -16,10 +16,12 @@ from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from console.accounts import Accounts
-from console.routes import alerts, auth, inventory, rules, stats, users
+from console.notices import NoticeBook
+from console.routes import alerts, auth, inventory, notices, rules, stats, tier, users
 from console.rule_admin import RuleAdmin, SiteRules
 from console.state import ConsoleState, StateError
 from console.stores.base import Store, StoreError
+from console.tiers import Organizations, TierConfig
 from console.triage import Triage
 
 WEB_DIR: Final = Path(__file__).resolve().parent / "web"
@@ -33,6 +35,7 @@ class ConsoleConfig:
     site_rules: Path
     silent_after: float = 300.0  # seconds without a report before a live sensor is silent
     live_poll: float = 2.0  # seconds between looks for new alerts in the live feed
+    tier: TierConfig | None = None  # None: a standalone enterprise console
 
 
 def _readable(exc: RequestValidationError) -> str:
@@ -58,7 +61,10 @@ def create_app(config: ConsoleConfig) -> FastAPI:
     app.state.rule_admin = RuleAdmin(SiteRules(config.site_rules))
     app.state.silent_after = config.silent_after
     app.state.live_poll = config.live_poll
-    for module in (auth, alerts, stats, inventory, rules, users):
+    app.state.tier = config.tier or TierConfig.standalone()
+    app.state.orgs = Organizations(config.state, app.state.tier)
+    app.state.notices = NoticeBook(config.state, app.state.orgs)
+    for module in (auth, alerts, stats, inventory, rules, users, notices, tier):
         app.include_router(module.router)
 
     @app.exception_handler(RequestValidationError)

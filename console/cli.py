@@ -24,7 +24,7 @@ from console.rules_cli import (
     load_for_replay,
     run_rules_command,
 )
-from console.serve_cli import add_serve_commands, run_serve, run_user_command
+from console.serve_cli import add_serve_commands, run_serve, run_tier_command, run_user_command
 from console.stores.base import StoreError
 from detectors.alert import Alert
 from detectors.inventory import Inventory
@@ -419,6 +419,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_serve(args, sys.stderr)
         if args.command == "user":
             return run_user_command(args, sys.stdout)
+        if args.command == "tier":
+            return run_tier_command(args, sys.stdout)
         if args.command == "sensor":
             return _sensor(args)
         return _replay(args)

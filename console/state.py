@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 _SCHEMA: Final = (
     """CREATE TABLE users (
         username TEXT PRIMARY KEY,
@@ -42,6 +42,59 @@ _SCHEMA: Final = (
     "CREATE INDEX audit_alert ON audit (alert_id, pk)",
 )
 
+# Version 2: tiers. Users belong to an organisation (NULL: this console's
+# own); the organisations this console knows, the links its children log in
+# with, notices and their log, and small named values (forwarding cursors).
+_SCHEMA_V2: Final = (
+    "ALTER TABLE users ADD COLUMN org TEXT",
+    """CREATE TABLE organizations (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('enterprise', 'province', 'national')),
+        name TEXT NOT NULL,
+        parent TEXT,                     -- the province of an enterprise
+        industry TEXT,
+        city TEXT,
+        key_enterprise INTEGER NOT NULL DEFAULT 0,
+        grade TEXT CHECK (grade IN ('high', 'medium', 'low')),
+        updated REAL NOT NULL
+    )""",
+    "CREATE INDEX organizations_parent ON organizations (parent)",
+    """CREATE TABLE links (
+        org TEXT PRIMARY KEY REFERENCES organizations (id) ON DELETE CASCADE,
+        token_hash TEXT NOT NULL UNIQUE, -- sha256 of the child's token
+        created REAL NOT NULL,
+        last_seen REAL
+    )""",
+    """CREATE TABLE notices (
+        id TEXT PRIMARY KEY,
+        issuer TEXT NOT NULL,            -- organisation that issued it
+        target TEXT NOT NULL,            -- enterprise that must act
+        alert_id TEXT,
+        asset TEXT,
+        title TEXT NOT NULL,
+        required_action TEXT NOT NULL,
+        deadline REAL NOT NULL,
+        status TEXT NOT NULL,
+        created REAL NOT NULL,
+        updated REAL NOT NULL
+    )""",
+    "CREATE INDEX notices_target ON notices (target, status)",
+    """CREATE TABLE notice_log (
+        seq INTEGER PRIMARY KEY,         -- order of arrival at this console
+        uid TEXT NOT NULL UNIQUE,        -- the step's own id, the same at every tier
+        notice TEXT NOT NULL,
+        at REAL NOT NULL,
+        org TEXT NOT NULL,               -- organisation of the user who took the step
+        username TEXT NOT NULL,
+        action TEXT NOT NULL,
+        status TEXT NOT NULL,            -- the notice's status after the step
+        body TEXT NOT NULL,              -- JSON: text, evidence, the notice itself on issue
+        came_from TEXT                   -- child or parent it arrived from; NULL: taken here
+    )""",
+    "CREATE INDEX notice_log_notice ON notice_log (notice, seq)",
+    "CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+)
+
 
 class StateError(Exception):
     """The console database cannot be opened or used; one line for the operator."""
@@ -68,14 +121,26 @@ class ConsoleState:
         version = self._connection.execute("PRAGMA user_version").fetchone()[0]
         if version == SCHEMA_VERSION:
             return
-        if version != 0:
+        if version > SCHEMA_VERSION:
             raise StateError(
                 f"console database {self.path} has schema {version}, this icswatch "
                 f"knows {SCHEMA_VERSION}")
         with self._transaction_unlocked():
-            for statement in _SCHEMA:
+            if version == 0:
+                for statement in _SCHEMA:
+                    self._connection.execute(statement)
+            for statement in _SCHEMA_V2:
                 self._connection.execute(statement)
             self._connection.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    def setting(self, key: str) -> str | None:
+        rows = self.rows("SELECT value FROM settings WHERE key = ?", (key,))
+        return str(rows[0][0]) if rows else None
+
+    def set_setting(self, key: str, value: str) -> None:
+        with self.transaction() as db:
+            db.execute("INSERT INTO settings (key, value) VALUES (?, ?) "
+                       "ON CONFLICT (key) DO UPDATE SET value = excluded.value", (key, value))
 
     @contextmanager
     def _transaction_unlocked(self) -> Iterator[sqlite3.Connection]:

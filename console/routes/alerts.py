@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from console.alert_filters import alert_filters
-from console.routes.common import store, summary
+from console.routes.common import in_scope, store, summary, user_scope
 from console.stores.base import AlertQuery
 from console.triage import Action, ActionName, Conflict, Triage, TriageError
 from console.web_auth import Analyst, Viewer
@@ -62,7 +62,7 @@ def _detail(request: Request, alert: dict[str, Any], alert_id: str) -> dict[str,
 def get_alert(request: Request, user: Viewer, alert_id: str) -> dict[str, Any]:
     _check_id(alert_id)
     alert = store(request).get_alert(alert_id)
-    if alert is None:
+    if alert is None or not in_scope(alert, user_scope(request, user)):
         raise HTTPException(404, f"no alert {alert_id}")
     return _detail(request, alert, alert_id)
 
@@ -79,6 +79,9 @@ def act(request: Request, user: Analyst, alert_id: str, body: ActionRequest) -> 
     """Acknowledge, assign, comment, close (with a reason), mark a false
     positive (with a reason) or reopen; recorded in the audit trail."""
     _check_id(alert_id)
+    seen = store(request).get_alert(alert_id)
+    if seen is None or not in_scope(seen, user_scope(request, user)):
+        raise HTTPException(404, f"no alert {alert_id}")
     accounts = request.app.state.accounts
     try:
         alert = _triage(request).act(
@@ -99,6 +102,7 @@ def act(request: Request, user: Analyst, alert_id: str, body: ActionRequest) -> 
 async def live(request: Request, user: Viewer) -> StreamingResponse:
     """Server-sent events: each alert stored from now on, as ``event: alert``."""
     alerts = store(request)
+    scope = user_scope(request, user)
     _, marker = await run_in_threadpool(alerts.alerts_since, None)
 
     async def stream() -> AsyncIterator[bytes]:
@@ -108,6 +112,8 @@ async def live(request: Request, user: Viewer) -> StreamingResponse:
         while not await request.is_disconnected():
             new, marker = await run_in_threadpool(alerts.alerts_since, marker)
             for alert in new:
+                if not in_scope(alert, scope):
+                    continue
                 yield b"event: alert\ndata: " + orjson.dumps(summary(alert)) + b"\n\n"
             now = time.monotonic()
             if new:

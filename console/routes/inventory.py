@@ -8,7 +8,7 @@ from typing import Annotated, Any, Final
 
 from fastapi import APIRouter, HTTPException, Query, Request
 
-from console.routes.common import store, summary
+from console.routes.common import in_scope, store, summary, user_scope
 from console.stores.base import AlertQuery, Store
 from console.times import parse_time
 from console.web_auth import Viewer
@@ -19,7 +19,8 @@ ENDPOINTS: Final = ("source.ip", "destination.ip")
 MAX_HOSTS: Final = 10_000  # distinct addresses per top-N list (Elasticsearch buckets)
 
 
-def alert_counts(alerts: Store, ips: list[str]) -> dict[str, tuple[int, int]]:
+def alert_counts(alerts: Store, ips: list[str],
+                 scope: list[str] | None = None) -> dict[str, tuple[int, int]]:
     """Alerts (all, and open or acknowledged) touching each address, from
     two searches: an address's count is its alerts as source plus as
     destination, exact unless it is both in one alert (a host alerting on
@@ -27,23 +28,25 @@ def alert_counts(alerts: Store, ips: list[str]) -> dict[str, tuple[int, int]]:
     if not ips:
         return {}
     sizes = dict.fromkeys(ENDPOINTS, MAX_HOSTS)
-    every = alerts.top_many(AlertQuery(assets=ips), sizes)
-    still_open = alerts.top_many(AlertQuery(assets=ips, statuses=OPEN), sizes)
+    every = alerts.top_many(AlertQuery(assets=ips, scope=scope), sizes)
+    still_open = alerts.top_many(AlertQuery(assets=ips, statuses=OPEN, scope=scope), sizes)
     counts: dict[str, tuple[int, int]] = {}
     for ip in ips:
         as_source, as_target = (dict(every[field]).get(ip, 0) for field in ENDPOINTS)
         if as_source and as_target:
-            counts[ip] = (alerts.count_alerts(AlertQuery(assets=[ip])),
-                          alerts.count_alerts(AlertQuery(assets=[ip], statuses=OPEN)))
+            counts[ip] = (alerts.count_alerts(AlertQuery(assets=[ip], scope=scope)),
+                          alerts.count_alerts(AlertQuery(assets=[ip], statuses=OPEN,
+                                                         scope=scope)))
         else:
             counts[ip] = (as_source + as_target,
                           sum(dict(still_open[field]).get(ip, 0) for field in ENDPOINTS))
     return counts
 
 
-def _with_counts(alerts: Store, assets: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _with_counts(alerts: Store, assets: list[dict[str, Any]],
+                 scope: list[str] | None) -> list[dict[str, Any]]:
     ips = [str(asset.get("ip") or asset.get("id")) for asset in assets]
-    counts = alert_counts(alerts, ips)
+    counts = alert_counts(alerts, ips, scope)
     return [{**asset, "alerts": counts[ip][0], "open_alerts": counts[ip][1]}
             for asset, ip in zip(assets, ips, strict=True)]
 
@@ -63,13 +66,15 @@ def _matches(asset: dict[str, Any], q: str | None, role: str | None,
     return True
 
 
-def with_pair_alerts(alerts: Store, edges: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def with_pair_alerts(alerts: Store, edges: list[dict[str, Any]],
+                     scope: list[str] | None = None) -> list[dict[str, Any]]:
     """Each edge with the alerts between its two hosts (from its source to
     its target, whatever the port: alerts name hosts, not edges). One top-N
     query per distinct target."""
     pairs: dict[tuple[str, str], int] = {}
     for target in {edge["target"] for edge in edges}:
-        for source, count in alerts.top(AlertQuery(assets=[target]), "source.ip", 1000):
+        for source, count in alerts.top(AlertQuery(assets=[target], scope=scope),
+                                        "source.ip", 1000):
             pairs[(source, target)] = count
     return [{**edge, "alerts": pairs.get((edge["source"], edge["target"]), 0)}
             for edge in edges]
@@ -84,9 +89,10 @@ def list_assets(
     protocol: Annotated[str | None, Query(max_length=40)] = None,
 ) -> dict[str, Any]:
     alerts = store(request)
+    scope = user_scope(request, user)
     assets = [asset for asset in alerts.list_inventory("assets")
-              if _matches(asset, q, role, protocol)]
-    return {"assets": _with_counts(alerts, [_public(asset) for asset in assets]),
+              if in_scope(asset, scope) and _matches(asset, q, role, protocol)]
+    return {"assets": _with_counts(alerts, [_public(asset) for asset in assets], scope),
             "total": len(assets)}
 
 
@@ -99,14 +105,16 @@ def get_asset(request: Request, user: Viewer, asset_id: str) -> dict[str, Any]:
     alerts = store(request)
     if len(asset_id) > 64:
         raise HTTPException(404, "no such asset")
+    scope = user_scope(request, user)
     asset = alerts.get_inventory("assets", asset_id)
-    if asset is None:
+    if asset is None or not in_scope(asset, scope):
         raise HTTPException(404, f"no asset {asset_id}")
+    address = str(asset.get("ip") or asset_id)
     edges = [edge for edge in alerts.list_inventory("communications")
-             if asset_id in (edge.get("source"), edge.get("target"))]
-    recent = alerts.search_alerts(AlertQuery(assets=[asset_id], size=20)).alerts
-    return {"asset": _with_counts(alerts, [_public(asset)])[0],
-            "communications": with_pair_alerts(alerts, edges),
+             if in_scope(edge, scope) and address in (edge.get("source"), edge.get("target"))]
+    recent = alerts.search_alerts(AlertQuery(assets=[address], size=20, scope=scope)).alerts
+    return {"asset": _with_counts(alerts, [_public(asset)], scope)[0],
+            "communications": with_pair_alerts(alerts, edges, scope),
             "alerts": [summary(alert) for alert in recent],
             "history": asset.get("history") or []}
 
@@ -119,18 +127,20 @@ def communication_map(
     """Nodes (assets) and edges (initiator → responder per protocol and
     port), each with its alert count."""
     alerts = store(request)
+    scope = user_scope(request, user)
     edges = [edge for edge in alerts.list_inventory("communications")
-             if not protocol or edge.get("protocol") in protocol]
-    assets = {asset["id"]: asset for asset in alerts.list_inventory("assets")}
+             if in_scope(edge, scope) and (not protocol or edge.get("protocol") in protocol)]
+    assets = {str(asset.get("ip") or asset["id"]): asset
+              for asset in alerts.list_inventory("assets") if in_scope(asset, scope)}
     ips = sorted({edge["source"] for edge in edges} | {edge["target"] for edge in edges})
-    counts = alert_counts(alerts, ips)
+    counts = alert_counts(alerts, ips, scope)
     nodes = []
     for ip in ips:
         asset = assets.get(ip, {})
         nodes.append({"id": ip, "label": ip, "roles": asset.get("roles") or ["unknown"],
                       "mac": asset.get("mac"), "alerts": counts[ip][0],
                       "events": asset.get("events", 0)})
-    return {"nodes": nodes, "edges": with_pair_alerts(alerts, edges)}
+    return {"nodes": nodes, "edges": with_pair_alerts(alerts, edges, scope)}
 
 
 @router.get("/sensors", tags=["sensors"])
@@ -141,7 +151,10 @@ def sensors(request: Request, user: Viewer) -> dict[str, Any]:
     silent_after: float = request.app.state.silent_after
     now = time.time()
     result = []
+    scope = user_scope(request, user)
     for sensor in store(request).list_inventory("sensors"):
+        if not in_scope(sensor, scope):
+            continue
         last = sensor.get("last_seen")
         quiet = last is None or now - parse_time(str(last)) > silent_after
         status = "silent" if sensor.get("kind") == "live" and quiet else "ok"

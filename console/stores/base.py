@@ -51,7 +51,9 @@ class AlertQuery:
     analyzer cuts it (`console.stores.sqlite.search_terms`), and every term
     must appear in one field, its tokens adjacent and in order. Pages are
     ordered by ``@timestamp`` then ``event.id``. ``cursor`` is the opaque
-    value a previous `Page` returned. Malformed arguments (a foreign cursor,
+    value a previous `Page` returned. ``scope``, unlike the filters, is what
+    the reader may see at all: the organisation ids whose alerts are
+    visible (None: every alert; empty: none). Malformed arguments (a foreign cursor,
     an unknown field, a zero interval) raise ValueError."""
 
     start: float | None = None
@@ -68,6 +70,7 @@ class AlertQuery:
     size: int = 50
     cursor: str | None = None
     newest_first: bool = True
+    scope: Sequence[str] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,6 +191,10 @@ class Store(Protocol):
         now: a live feed starts from there and sees every alert stored
         later exactly once (re-writing an alert does not make it new).
         ValueError for a marker this store did not return."""
+
+    def first_marker(self) -> str:
+        """The `alerts_since` marker before the first alert ever stored:
+        a forwarder starting afresh reads the whole store from there."""
 
     def write_inventory(self, kind: str, documents: Sequence[dict[str, Any]]) -> None:
         """Store inventory documents of ``kind`` (one of `INVENTORY_KINDS`),

@@ -317,6 +317,10 @@ class ElasticsearchStore:
         ):
             if given:
                 clauses.append({"terms": {field: _values(given)}})
+        if query.scope is not None:
+            # What the reader may see at all (their organisations): an empty
+            # scope matches nothing, unlike an empty filter.
+            clauses.append({"terms": {"organization.id": list(query.scope)}})
         if query.assets:
             assets = _values(query.assets)
             clauses.append({"bool": {"minimum_should_match": 1, "should": [
@@ -411,6 +415,9 @@ class ElasticsearchStore:
             return None
         source = (result.get("get") or {}).get("_source")
         return _stored(source) if source is not None else self.get_alert(alert_id)
+
+    def first_marker(self) -> str:
+        return _encode_marker([0, ""])
 
     def alerts_since(
         self, marker: str | None, size: int = 100

@@ -720,6 +720,12 @@ class SqliteStore:
         any_of("a.protocol", query.protocols)
         any_of("a.rule_id", query.rule_ids)
         any_of("a.organization", query.organizations)
+        if query.scope is not None:
+            # What the reader may see at all: an empty scope matches nothing.
+            scope = list(query.scope)
+            clauses.append(f"a.organization IN ({','.join('?' * len(scope))})" if scope
+                           else "0")
+            params.extend(scope)
         any_of("a.status", query.statuses)
         any_of("a.assignee", query.assignees)
         techniques = _values(query.techniques)
@@ -809,6 +815,9 @@ class SqliteStore:
             except sqlite3.Error as exc:
                 raise self._failed(exc) from None
             return self.get_alert(alert_id) if changed else None
+
+    def first_marker(self) -> str:
+        return _encode_marker(0)
 
     def alerts_since(
         self, marker: str | None, size: int = 100

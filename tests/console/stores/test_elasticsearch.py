@@ -130,6 +130,10 @@ QUERIES = [
     AlertQuery(rule_ids=["ICSW-MODBUS-012", "ICSW-MODBUS-001"]),
     AlertQuery(techniques=["T0855"]),
     AlertQuery(organizations=["org-a"]),
+    AlertQuery(scope=["org-a"]),
+    AlertQuery(scope=["org-a", "org-b"], severities=["high", "critical"]),
+    AlertQuery(scope=[]),
+    AlertQuery(scope=["org-a"], organizations=["org-b"]),
     AlertQuery(assets=["127.0.0.66"]),
     AlertQuery(protocols=["modbus"], statuses=["open"]),
     AlertQuery(statuses=["acknowledged", "closed"]),
@@ -180,6 +184,17 @@ def test_both_stores_give_the_same_answers(stores: tuple[Store, Store], query: A
     else:  # Elasticsearch's min/max aggregations round to the millisecond
         assert span is not None
         assert all(abs(a - b) < 0.001 for a, b in zip(span, embedded_span, strict=True))
+
+
+def test_scope_limits_what_a_reader_sees(stores: tuple[Store, Store]) -> None:
+    for store in stores:
+        assert store.count_alerts(AlertQuery(scope=[])) == 0
+        assert store.search_alerts(AlertQuery(scope=[])).alerts == []
+        own = store.count_alerts(AlertQuery(organizations=["org-a"]))
+        assert 0 < own < store.count_alerts(AlertQuery())
+        assert store.count_alerts(AlertQuery(scope=["org-a"])) == own
+        assert store.count_alerts(AlertQuery(scope=["org-a"], organizations=["org-b"])) == 0
+        assert store.top(AlertQuery(scope=["org-a"]), "organization.id") == [("org-a", own)]
 
 
 def test_both_stores_return_the_same_triage(stores: tuple[Store, Store]) -> None:
