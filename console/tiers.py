@@ -67,14 +67,16 @@ class TierConfig:
         return cls("enterprise", "local", "this site")
 
 
-def _text(where: str, doc: LineDict, key: str, *, required: bool = False) -> str | None:
+def _text(where: str, doc: LineDict, key: str, *, required: bool = False,
+          prefix: str = "") -> str | None:
     value = doc.get(key)
     if value is None:
         if required:
-            raise TierConfigError(f"{where}:{doc.line}: {key}: missing")
+            raise TierConfigError(f"{where}:{doc.line}: {prefix}{key}: missing")
         return None
     if not isinstance(value, (str, int)) or isinstance(value, bool) or str(value) == "":
-        raise TierConfigError(f"{where}:{doc.line_of(key)}: {key}: must be a non-empty text")
+        raise TierConfigError(f"{where}:{doc.line_of(key)}: {prefix}{key}: must be a "
+                              "non-empty text")
     return str(value)
 
 
@@ -87,19 +89,21 @@ def _org_id(where: str, doc: LineDict, key: str, *, required: bool = False) -> s
 
 
 def _path(where: str, doc: LineDict, key: str, base: Path) -> Path | None:
-    value = _text(where, doc, key)
+    """A file named under ``uplink:`` (relative to the tier file)."""
+    value = _text(where, doc, key, prefix="uplink.")
     if value is None:
         return None
     path = (base / value) if not Path(value).is_absolute() else Path(value)
     if not path.is_file():
-        raise TierConfigError(f"{where}:{doc.line_of(key)}: {key}: no file {path}")
+        raise TierConfigError(f"{where}:{doc.line_of(key)}: uplink.{key}: no file {path}")
     return path
 
 
 def _number(where: str, doc: LineDict, key: str, default: float) -> float:
     value = doc.get(key, default)
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise TierConfigError(f"{where}:{doc.line_of(key)}: {key}: must be a positive number")
+        raise TierConfigError(f"{where}:{doc.line_of(key)}: uplink.{key}: must be a positive "
+                              "number")
     return float(value)
 
 
@@ -151,7 +155,7 @@ def _uplink(where: str, raw: Any, base: Path) -> UplinkConfig:
         raise TierConfigError(f"{where}: uplink: must be a mapping (url:, token_file:, …)")
     _check_keys(where, raw, ("url", "token_file", "ca", "client_cert", "client_key",
                              "forward", "interval", "inventory_interval", "spool"), "uplink.")
-    url = _text(where, raw, "url", required=True)
+    url = _text(where, raw, "url", required=True, prefix="uplink.")
     assert url is not None
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -184,7 +188,7 @@ def _uplink(where: str, raw: Any, base: Path) -> UplinkConfig:
     if not isinstance(inventory, bool):
         raise TierConfigError(f"{where}:{forward.line_of('inventory')}: uplink.forward."
                               "inventory: must be true or false")
-    spool = _text(where, raw, "spool")
+    spool = _text(where, raw, "spool", prefix="uplink.")
     return UplinkConfig(
         url.rstrip("/"), token, _path(where, raw, "ca", base), client_cert, client_key,
         min_severity, inventory, _number(where, raw, "interval", 2.0),

@@ -21,7 +21,7 @@ class Credentials(BaseModel):
 
 def user_json(user: User) -> dict[str, Any]:
     return {"username": user.username, "role": user.role,
-            "display_name": user.display_name}
+            "display_name": user.display_name, "org": user.org}
 
 
 @router.post("/login")

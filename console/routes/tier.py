@@ -121,6 +121,9 @@ def ingest(request: Request, child: Annotated[str, Depends(child_of)],
     for kind, documents in inventory.items():
         if documents:
             target.write_inventory(kind, documents)
+    # The child drops the batch from its spool on this answer: it must be
+    # committed first (the embedded store holds writes in a transaction).
+    target.flush()
     return {"child": child, "alerts": len(alerts), "notice_steps": steps,
             "records": len(batch.records)}
 

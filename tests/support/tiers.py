@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -51,10 +52,12 @@ class Console:
     env: dict[str, str]
     process: subprocess.Popen[str] | None = None
     tokens: dict[str, str] = field(default_factory=dict)
+    serve_options: list[str] = field(default_factory=list)
+    context: ssl.SSLContext | None = None  # set: the console serves HTTPS
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.context else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def state(self) -> str:
@@ -80,13 +83,14 @@ class Console:
         log = (self.folder / "serve.log").open("a")
         self.process = subprocess.Popen(
             [*ICSWATCH, "serve", "--port", str(self.port), "--store", self.store,
-             "--state", self.state, "--tier", self.tier_file],
+             "--state", self.state, "--tier", self.tier_file, *self.serve_options],
             cwd=ROOT, env=self.env, stderr=log, stdout=log, text=True)
         self.tokens.clear()
         deadline = time.monotonic() + 60
         while True:
             try:
-                urllib.request.urlopen(self.url + "/api/openapi.json", timeout=2)
+                urllib.request.urlopen(self.url + "/api/openapi.json", timeout=2,
+                                       context=self.context)
                 return
             except (urllib.error.URLError, ConnectionError):
                 assert self.process.poll() is None, (self.folder / "serve.log").read_text()
@@ -120,7 +124,7 @@ class Console:
             headers={"Content-Type": "application/json",
                      **({"Authorization": f"Bearer {bearer}"} if bearer else {}),
                      **(headers or {})})
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=30, context=self.context) as response:
             return json.loads(response.read())
 
     def status(self, method: str, path: str, body: Any = None, **kwargs: Any) -> int:
@@ -167,7 +171,7 @@ class Chain:
 
 def tier_file(path: Path, tier: str, org_id: str, name: str, *, province: str | None = None,
               uplink: str | None = None, token_file: Path | None = None,
-              extra: str = "") -> None:
+              tls: dict[str, Path] | None = None) -> None:
     lines = [f"tier: {tier}", f"id: {org_id}", f"name: {name}"]
     if province:
         lines.append(f"province: {province}")
@@ -175,7 +179,8 @@ def tier_file(path: Path, tier: str, org_id: str, name: str, *, province: str | 
         lines += ["uplink:", f"  url: {uplink}", f"  token_file: {token_file}",
                   "  interval: 0.3", "  inventory_interval: 1",
                   f"  spool: {path.parent / 'uplink-spool'}"]
-    path.write_text("\n".join(lines) + "\n" + extra)
+        lines += [f"  {key}: {value}" for key, value in (tls or {}).items()]
+    path.write_text("\n".join(lines) + "\n")
 
 
 def build_chain(base: Path, enterprises: tuple[str, ...] = ("ent-a", "ent-b"),

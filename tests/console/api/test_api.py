@@ -94,7 +94,8 @@ def test_login_logout_and_bearer_tokens(anonymous: TestClient) -> None:
     assert anonymous.get("/api/auth/me").json()["role"] == "viewer"
     scripted = TestClient(anonymous.app)
     me = scripted.get("/api/auth/me", headers={"Authorization": f"Bearer {token}"})
-    assert me.json() == {"username": "vic", "role": "viewer", "display_name": "vic"}
+    assert me.json() == {"username": "vic", "role": "viewer", "display_name": "vic",
+                         "org": None}
     assert anonymous.post("/api/auth/logout",
                           headers={"X-Requested-With": "icswatch"}).status_code == 204
     after = scripted.get("/api/auth/me", headers={"Authorization": f"Bearer {token}"})

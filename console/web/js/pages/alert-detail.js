@@ -5,7 +5,9 @@ import { fill, h } from "../dom.js";
 import { t, tOr } from "../i18n.js";
 import { alertDescription, alertExplanation, alertSeverity, alertStatus, alertTitle, endpoint, formatNumber, severityBadge, statusBadge, techniques, timeCell } from "../format.js";
 import { eventsTable, formatValue } from "../events.js";
+import { issueHref } from "./notices.js";
 import { may } from "../session.js";
+import { isUpperTier } from "../tier.js";
 import { showError, showSuccess } from "../toast.js";
 
 function facts(rows) {
@@ -107,7 +109,12 @@ function renderAlert(view, alert, audit, act) {
   const references = [].concat(rule.reference ?? []).filter(Boolean);
   fill(view,
     h("div", { class: "toolbar" },
-      h("a", { href: "#/alerts", class: "back", "data-testid": "back-to-alerts" }, `← ${t("alert.back")}`)),
+      h("a", { href: "#/alerts", class: "back", "data-testid": "back-to-alerts" }, `← ${t("alert.back")}`),
+      isUpperTier() && may("analyst") && alert.organization?.id
+        ? h("a", { class: "button-link", "data-testid": "alert-issue-notice", href: issueHref({
+          target: alert.organization.id, alert_id: event.id ?? "", asset: alert.destination?.ip ?? "",
+          title: alertTitle(alert) }) }, t("alert.issue_notice"))
+        : null),
     h("header", { class: `alert-header sev-border-${severity}` },
       severityBadge(severity), " ",
       h("h1", { "data-testid": "alert-title" }, alertTitle(alert)), " ",

@@ -7,9 +7,10 @@ import { t } from "../i18n.js";
 import { SEVERITIES, STATUSES, alertSeverity, alertStatus, alertTitle, formatNumber, rangeOptions, rangeStart, ruleTitle, techniqueName, techniques } from "../format.js";
 import { onLiveAlert } from "../live.js";
 import { replaceQuery, toSearch } from "../router.js";
+import { isUpperTier } from "../tier.js";
 
 const PAGE_SIZE = 50;
-const SINGLE = ["range", "protocol", "rule", "technique", "asset", "q", "order", "size"];
+const SINGLE = ["range", "protocol", "rule", "technique", "asset", "organization", "q", "order", "size"];
 
 /** The filters named in the address: {range, severity: [...], status: [...], ...}. */
 function readFilters(query) {
@@ -43,6 +44,7 @@ function matches(alert, filters) {
   if (filters.rule && alert.rule?.id !== filters.rule) return false;
   if (filters.technique && !techniques(alert).some((tech) => tech.id === filters.technique)) return false;
   if (filters.asset && alert.source?.ip !== filters.asset && alert.destination?.ip !== filters.asset) return false;
+  if (filters.organization && alert.organization?.id !== filters.organization) return false;
   if (filters.q) {
     const text = [alert.rule?.name, alert.message, alert.ics?.alert?.title_zh, alertTitle(alert)].join(" ").toLowerCase();
     if (!text.includes(filters.q.toLowerCase())) return false;
@@ -52,15 +54,17 @@ function matches(alert, filters) {
 
 async function choices() {
   const quiet = { quiet: true };
-  const [protocols, rules, techniquesTop] = await Promise.all([
+  const [protocols, rules, techniquesTop, orgs] = await Promise.all([
     get("stats/top", { field: "network.protocol", size: 50 }, quiet).catch(() => ({ buckets: [] })),
     get("rules", undefined, quiet).catch(() => ({ rules: [] })),
     get("stats/top", { field: "threat.technique.id", size: 100 }, quiet).catch(() => ({ buckets: [] })),
+    isUpperTier() ? get("orgs", undefined, quiet).catch(() => ({ organizations: [] })) : { organizations: [] },
   ]);
   return {
     protocols: (protocols.buckets ?? []).map((bucket) => bucket.value),
     rules: rules.rules ?? [],
     techniques: (techniquesTop.buckets ?? []).map((bucket) => bucket.value),
+    enterprises: (orgs.organizations ?? []).filter((org) => org.kind === "enterprise"),
   };
 }
 
@@ -92,6 +96,11 @@ export async function render(view, { query }) {
       list: "technique-choices", value: filters.technique, placeholder: "T0855", size: 8 }),
     asset: h("input", { id: "filter-asset", name: "asset", "data-testid": "filter-asset", value: filters.asset,
       placeholder: t("filters.asset_placeholder"), size: 14 }),
+    organization: select({ id: "filter-organization", name: "organization", "data-testid": "filter-organization" },
+      [["", t("filters.any")], ...withCurrent(options.enterprises.map((org) => org.id), filters.organization).map((id) => {
+        const org = options.enterprises.find((item) => item.id === id);
+        return [id, org && org.name !== id ? `${org.name} (${id})` : id];
+      })], filters.organization),
     q: h("input", { id: "filter-q", name: "q", type: "search", "data-testid": "filter-q", value: filters.q,
       placeholder: t("filters.q_placeholder") }),
     order: select({ id: "filter-order", name: "order", "data-testid": "filter-order" },
@@ -105,6 +114,7 @@ export async function render(view, { query }) {
     field(t("filters.rule"), controls.rule, "field-rule"),
     field(t("filters.technique"), controls.technique),
     field(t("filters.asset"), controls.asset),
+    isUpperTier() || filters.organization ? field(t("filters.organization"), controls.organization) : null,
     field(t("filters.q"), controls.q, "field-grow"),
     field(t("filters.order"), controls.order),
     h("div", { class: "field-buttons" },
@@ -130,6 +140,7 @@ export async function render(view, { query }) {
       status: controls.status.value ? [controls.status.value] : [],
       protocol: controls.protocol.value, rule: controls.rule.value,
       technique: controls.technique.value.trim().toUpperCase(), asset: controls.asset.value.trim(),
+      organization: controls.organization.value,
       q: controls.q.value.trim(), order: controls.order.value, size: filters.size,
     };
   }
@@ -175,7 +186,7 @@ export async function render(view, { query }) {
     for (const box of severityBoxes) box.querySelector("input").checked = false;
     controls.range.value = "all";
     controls.order.value = "desc";
-    for (const name of ["status", "protocol", "rule", "technique", "asset", "q"]) controls[name].value = "";
+    for (const name of ["status", "protocol", "rule", "technique", "asset", "organization", "q"]) controls[name].value = "";
     apply();
   }
 
