@@ -177,6 +177,10 @@ def run_user_command(args: argparse.Namespace, out: TextIO) -> int:
         accounts = Accounts(state)
         command = args.user_command
         if command == "add":
+            if args.org is not None and not state.rows(
+                    "SELECT 1 FROM organizations WHERE id = ?", (args.org,)):
+                raise UsageError(f"no organisation {args.org} in {state.path} (register it "
+                                 "first: icswatch tier add-child)")
             user = accounts.add_user(args.username, _password(args, sys.stdin), args.role,
                                      args.display_name, args.org)
             out.write(f"user {user.username} ({user.role}) created in {state.path}\n")

@@ -89,6 +89,9 @@ def test_linking_and_grading_from_the_command_line(tmp_path: Path) -> None:
     ):
         done = run(*bad, *common)
         assert done.returncode == 2 and message in done.stderr, done.stderr
+    stranger = run("user", "add", "x", "--role", "viewer", "--org", "ent-zz", "--password-stdin",
+                   "--state", state, stdin="a long passphrase\n")
+    assert stranger.returncode == 2 and "no organisation ent-zz" in stranger.stderr
     enterprise = _file(tmp_path, "tier: enterprise\nid: e\nname: E\n")
     refused = run("tier", "add-child", "x", "--name", "x", "--tier", str(enterprise),
                   "--state", str(tmp_path / "e.db"))
