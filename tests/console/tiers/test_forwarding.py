@@ -52,8 +52,9 @@ def test_alerts_reach_province_and_nation_once_with_their_origin(chain: Chain) -
     wait_until(lambda: any(s["id"].startswith("ent-a/") for s in
                            chain.national.call("GET", "/api/sensors")["sensors"]),
                "ent-a's sensor at the nation")
-    assets = chain.province.call("GET", "/api/assets")["assets"]
-    assert {a["organization"]["id"] for a in assets} == {"ent-a", "ent-b"}
+    wait_until(lambda: {a["organization"]["id"] for a in
+                        chain.province.call("GET", "/api/assets")["assets"]}
+               == {"ent-a", "ent-b"}, "both enterprises' assets at the province")
 
 
 def test_an_outage_of_the_province_loses_and_repeats_nothing(chain: Chain) -> None:
