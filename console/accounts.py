@@ -61,7 +61,8 @@ class Session:
     expires: float
 
 
-def _token_hash(token: str) -> str:
+def token_hash(token: str) -> str:
+    """How a bearer secret (session or link token) is stored: SHA-256 hex."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -168,7 +169,7 @@ class Accounts:
         with self.state.transaction() as db:
             db.execute("DELETE FROM sessions WHERE expires <= ?", (now,))
             db.execute("INSERT INTO sessions (token_hash, username, created, expires) "
-                       "VALUES (?, ?, ?, ?)", (_token_hash(token), username, now, expires))
+                       "VALUES (?, ?, ?, ?)", (token_hash(token), username, now, expires))
             if self.hasher.check_needs_rehash(stored):
                 db.execute("UPDATE users SET password_hash = ? WHERE username = ?",
                            (self.hasher.hash(password), username))
@@ -182,7 +183,7 @@ class Accounts:
             "SELECT u.username, u.role, u.display_name, u.created, u.org, s.expires "
             "FROM sessions s JOIN users u ON u.username = s.username "
             "WHERE s.token_hash = ? AND s.expires > ? AND u.disabled = 0",
-            (_token_hash(token), time.time()))
+            (token_hash(token), time.time()))
         if not rows:
             return None
         *user, expires = rows[0]
@@ -190,4 +191,4 @@ class Accounts:
 
     def logout(self, token: str) -> None:
         with self.state.transaction() as db:
-            db.execute("DELETE FROM sessions WHERE token_hash = ?", (_token_hash(token),))
+            db.execute("DELETE FROM sessions WHERE token_hash = ?", (token_hash(token),))

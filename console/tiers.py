@@ -11,7 +11,6 @@ database; the scope a user sees is computed here and handed to the store as
 
 from __future__ import annotations
 
-import hashlib
 import re
 import secrets
 import time
@@ -21,6 +20,7 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from console.accounts import token_hash
 from console.state import ConsoleState
 from detectors.rules.yamlsource import LineDict, YamlError, load_yaml
 
@@ -218,10 +218,6 @@ class Organization:
 def weight(org: Organization) -> float:
     """How much an organisation's alerts count in a roll-up ranking."""
     return GRADE_WEIGHT.get(org.grade, 1.0) * (KEY_WEIGHT if org.key_enterprise else 1.0)
-
-
-def token_hash(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
 
 
 _COLUMNS: Final = "id, kind, name, parent, industry, city, key_enterprise, grade, updated"

@@ -16,8 +16,8 @@ from pydantic import BaseModel, Field
 from console.notices import NoticeBook, NoticeError, NoticeForbidden
 from console.routes.common import orgs, store, user_scope
 from console.stores.base import INVENTORY_KINDS, AlertQuery
-from console.tiers import GRADES, Organization, weight
-from console.web_auth import Admin, Viewer
+from console.tiers import GRADES, Organization, Organizations, weight
+from console.web_auth import Admin, Viewer, session_token
 
 router = APIRouter(prefix="/api", tags=["tiers"])
 MAX_RECORDS: Final = 5000
@@ -28,11 +28,10 @@ SEVERITY_POINTS: Final = {"critical": 10, "high": 4, "medium": 2, "low": 1}
 
 
 def child_of(request: Request) -> str:
-    """The child organisation whose link token the request carries."""
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    child = orgs(request).child_of_token(token.strip()) if scheme.lower() == "bearer" \
-        and token.strip() else None
+    """The child organisation whose link token the request carries (as a
+    bearer token: a browser's session cookie never counts here)."""
+    token, from_cookie = session_token(request)
+    child = orgs(request).child_of_token(token) if token and not from_cookie else None
     if child is None:
         raise HTTPException(401, "a child console's link token is needed here",
                             headers={"WWW-Authenticate": "Bearer"})
@@ -202,14 +201,13 @@ def rollup(request: Request, user: Viewer) -> dict[str, Any]:
     registry = orgs(request)
     scope = user_scope(request, user)
     alerts = store(request)
-    top = alerts.top_many(AlertQuery(statuses=OPEN_STATUSES, scope=scope),
-                          {"organization.id": 10_000})["organization.id"]
-    open_total = dict(top)
     counts: dict[str, dict[str, int]] = {}
     for severity in SEVERITY_POINTS:
         query = AlertQuery(statuses=OPEN_STATUSES, severities=[severity], scope=scope)
         for org_id, count in alerts.top(query, "organization.id", 10_000):
             counts.setdefault(org_id, {})[severity] = count
+    # Every alert has one of the four severities: the totals are the sums.
+    open_total = {org_id: sum(by.values()) for org_id, by in counts.items()}
     book: NoticeBook = request.app.state.notices
     notices = book.counts_by_target()
     enterprises = [org for org in registry.all() if org.kind == "enterprise"
@@ -244,7 +242,7 @@ def rollup(request: Request, user: Viewer) -> dict[str, Any]:
             "provinces": provinces}
 
 
-def province_visible(province: str, scope: list[str], registry: Any) -> bool:
+def province_visible(province: str, scope: list[str], registry: Organizations) -> bool:
     return province in scope or any(e in scope for e in registry.enterprises_of(province))
 
 

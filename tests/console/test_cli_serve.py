@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,6 +12,8 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+
+from tests.support.tiers import free_port
 
 ICSWATCH = [sys.executable, "-m", "console.cli"]
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,13 +47,6 @@ def test_user_commands(tmp_path: Path) -> None:
     assert bad_role.returncode == 2 and "king" in bad_role.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
-
-
 def test_serve_answers_and_requires_login(tmp_path: Path) -> None:
     env = {**os.environ, "XDG_DATA_HOME": str(tmp_path / "xdg")}
     state = str(tmp_path / "console.db")
@@ -62,7 +56,7 @@ def test_serve_answers_and_requires_login(tmp_path: Path) -> None:
     assert replay.returncode == 0, replay.stderr
     _run("user", "add", "op", "--role", "viewer", "--password-stdin", "--state", state,
          stdin="a long passphrase\n", env=env)
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen(
         [*ICSWATCH, "serve", "--port", str(port), "--store", store, "--state", state],
         cwd=ROOT, env=env, stderr=subprocess.PIPE, text=True)
